@@ -1,0 +1,245 @@
+"""Public entry points: :func:`odeint` and :func:`solve`.
+
+They check the arguments, flatten the state, pick the loop (adaptive or fixed
+step) and the way to run it (compiled whole for an ``@njit`` ``func``, plain
+Python otherwise), and turn the loop's status into a :class:`Solution` or an
+exception of :mod:`odeflow.errors`.
+"""
+from __future__ import annotations
+
+import time
+import weakref
+
+import numba
+import numpy as np
+
+from odeflow.errors import (
+    InputError, InputTypeError, MaxStepsExceededError, NonFiniteDerivativeError, ShapeError,
+    StepSizeUnderflowError)
+from odeflow.solvers import loop as _loop
+from odeflow.solvers.controller import CONTROLLERS
+from odeflow.solvers.jit import is_jitted
+from odeflow.solvers.solution import Solution
+from odeflow.solvers.tableau import TABLEAUX
+from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
+
+__all__ = ["odeint", "solve", "METHODS"]
+
+METHODS = tuple(TABLEAUX)
+DEFAULT_MAX_STEPS = 100_000  # Hairer's NMAX
+
+_STATUS = {
+    _loop.SUCCESS: ("success", None),
+    _loop.UNDERFLOW: ("step_size_underflow", StepSizeUnderflowError),
+    _loop.MAX_STEPS: ("max_steps_exceeded", MaxStepsExceededError),
+    _loop.NONFINITE: ("nonfinite_derivative", NonFiniteDerivativeError),
+}
+
+# whole-solve loops compiled from the same source, built on first use
+_jitted_loops = {}
+# jitted funcs already compiled into a loop in this process (for compile_seconds)
+_seen = weakref.WeakKeyDictionary()
+
+
+def _jitted_loop(name):
+    if name not in _jitted_loops:
+        _jitted_loops[name] = numba.njit(getattr(_loop, name))
+    return _jitted_loops[name]
+
+
+def _run(name, func, args, y, shape):
+    """Run loop ``name`` as Python, or compiled whole when ``func`` is jitted.
+
+    Returns the loop's tuple and the seconds spent compiling (0.0 if none).
+    Only the state's dtype and rank vary between calls (every other argument
+    has a fixed type), so they key the compiled specialisations cheaply.
+    """
+    if not is_jitted(func):
+        return getattr(_loop, name)(func, *args), 0.0
+    dispatcher = _jitted_loop(name)
+    key = (name, y.dtype.char, len(shape))
+    compiled = _seen.setdefault(func, set())
+    seconds = 0.0
+    if key not in compiled:
+        start = time.perf_counter()
+        dispatcher.compile(tuple(numba.typeof(a) for a in (func,) + args))
+        seconds = time.perf_counter() - start
+        compiled.add(key)
+    return dispatcher(func, *args), seconds
+
+
+def _first_derivative(func, t0, y0, shape):
+    """``func(t0, y0)`` flattened, with its shape checked against ``y0``."""
+    f0 = func(t0, y0.reshape(shape))
+    try:
+        f0 = np.asarray(f0, dtype=y0.dtype)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"`func` must return an array of dy/dt; returned {type(f0).__name__}") from None
+    if f0.shape != shape:
+        raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; "
+                         f"func(t0, y0) returned shape {f0.shape}")
+    return np.ascontiguousarray(f0).reshape(-1)
+
+
+def _setup(func, y0, t, rtol, atol, method, options):
+    if not callable(func):
+        raise InputTypeError(f"`func` must be callable as func(t, y); got {type(func).__name__}")
+    if not isinstance(method, str) or method not in TABLEAUX:
+        raise InputError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
+    tab = TABLEAUX[method]
+    y0 = as_state(y0)
+    t = as_times(t)
+    opts = check_options(options, "adaptive" if tab.adaptive else "fixed", method)
+    eps = np.finfo(y0.dtype).eps
+    rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype, minimum=100 * eps if tab.adaptive else None)
+    atol = as_tolerance(atol, "atol", y0.shape, y0.dtype)
+    return tab, y0, t, rtol, atol, opts
+
+
+def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
+
+    Parameters
+    ----------
+    func : callable ``func(t, y) -> dy/dt``
+        ``t`` a float, ``y`` an ndarray of ``y0``'s shape and dtype; returns an
+        array of the same shape. A Numba ``@njit`` function makes the whole
+        solve run compiled (see :mod:`odeflow.solvers.loop`).
+    y0 : array_like, any shape (e.g. ``(batch, dim)``)
+        Initial state. float64 and float32 are kept; integers become float64.
+    t : array_like of float, shape (m,)
+        Output times, strictly increasing or strictly decreasing (backwards
+        integration); ``t[0]`` is the initial time.
+    rtol, atol : float or array_like broadcastable to ``y0.shape``
+        Relative and absolute tolerances (adaptive methods): a step is accepted
+        when the RMS norm of ``err / (atol + rtol*max(|y0|, |y1|))`` is <= 1.
+        ``rtol`` below 100 times the machine epsilon of the state dtype is
+        raised to it with a :class:`~odeflow.errors.ToleranceWarning`.
+    method : {'dopri5', 'bosh3', 'euler', 'midpoint', 'rk4'}
+        ``dopri5``: Dormand & Prince (1980) 5(4) with the classic embedded
+        estimate (as Hairer's DOPRI5 and scipy's RK45). ``bosh3``: Bogacki &
+        Shampine (1989) 3(2). ``euler``, ``midpoint``, ``rk4``: fixed step.
+    options : dict, optional
+        Adaptive methods: ``first_step`` (default: HNW §II.4 algorithm),
+        ``max_step`` (default inf), ``max_steps`` (accepted + rejected, default
+        100000), ``controller`` (``"pi"``, Hairer's DOPRI5, default; or ``"i"``,
+        scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
+        from one output time to the next; outputs always land on nodes),
+        ``max_steps``.
+
+    Returns
+    -------
+    Solution
+        ``.t``, ``.y`` (shape ``(m, *y0.shape)``), ``.stats``, ``.status``,
+        ``.message``, ``.interpolate(t_new)``.
+
+    Raises
+    ------
+    InputTypeError, InputError, ShapeError
+        Bad arguments (before any evaluation of ``func``), or ``func`` returning
+        the wrong shape at the first evaluation.
+    StepSizeUnderflowError, MaxStepsExceededError, NonFiniteDerivativeError
+        The solve started but could not finish; the exception carries ``t``,
+        ``h`` and the partial ``solution``.
+
+    References
+    ----------
+    .. [1] J. R. Dormand, P. J. Prince, "A family of embedded Runge-Kutta
+           formulae", J. Comput. Appl. Math. 6(1), 1980.
+    .. [2] E. Hairer, S. P. Nørsett, G. Wanner, "Solving Ordinary Differential
+           Equations I", 2nd ed., Springer 1993, §II.4-II.6 and §IV.2.
+    """
+    return _solve(func, y0, t, rtol, atol, method, options, store=True)
+
+
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+    """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t``.
+
+    Same arguments and errors as :func:`solve`; returns only the array of shape
+    ``(len(t), *y0.shape)`` (torchdiffeq's convention) and keeps no step record.
+    """
+    return _solve(func, y0, t, rtol, atol, method, options, store=False).y
+
+
+def _solve(func, y0, t, rtol, atol, method, options, store):
+    tab, y0, t, rtol, atol, opts = _setup(func, y0, t, rtol, atol, method, options)
+    shape = y0.shape
+    flat = np.ascontiguousarray(y0).reshape(-1)
+    stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
+    if t.size == 1:
+        return Solution(t.copy(), y0[None].copy(), stats, "success", "nothing to integrate: len(t) == 1",
+                        method=method, t_span=(t[0], t[0]),
+                        record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
+                                np.empty((0, flat.size, 1)), flat))
+    max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    if not tab.adaptive:
+        grid, is_output = _fixed_grid(t, opts.get("step_size"))
+        if grid.size - 1 > max_steps:
+            raise MaxStepsExceededError(
+                f"method {method!r} needs {grid.size - 1} steps for `t` with step_size "
+                f"{opts.get('step_size')!r}, more than options['max_steps'] = {max_steps}",
+                t=t[0], h=float(grid[1] - grid[0]))
+    f0 = _first_derivative(func, t[0], flat, shape)
+    if not np.all(np.isfinite(f0)):
+        sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
+                       "func(t0, y0) is not finite", method=method, t_span=(t[0], t[0]),
+                       record=("nodes", t[:1].copy(), flat[None].copy()))
+        raise NonFiniteDerivativeError(
+            f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
+            f"integrated from there", t=t[0], h=0.0, solution=sol)
+    if tab.adaptive:
+        beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
+        max_step = float(opts.get("max_step") or np.inf)
+        args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
+                tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
+                max_steps, beta, stretch, store)
+        out, seconds = _run("adaptive_loop", func, args, flat, shape)
+        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
+        stats.update(nfe=int(nfe), n_steps=int(n_acc + n_rej), n_accepted=int(n_acc),
+                     n_rejected=int(n_rej))
+        record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop)
+    else:
+        args = (grid, is_output, flat, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
+        out, seconds = _run("fixed_loop", func, args, flat, shape)
+        status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
+        stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
+        record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1] if store else rec_y)
+    if seconds:
+        stats["compile_seconds"] = seconds
+    name, error = _STATUS[status]
+    ys = ys[:rows].reshape((rows,) + shape)
+    message = "reached the end of the interval" if error is None else _failure_message(
+        status, method, t_stop, h, stats, opts)
+    sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
+                   t_span=(t[0], t_stop if error else t[-1]), record=record)
+    if error is not None:
+        raise error(message, t=t_stop, h=h, solution=sol)
+    return sol
+
+
+def _fixed_grid(t, step_size):
+    """Nodes of a fixed-step solve: the output times plus, when ``step_size`` is
+    given, a uniform grid from ``t[0]`` in the direction of ``t``."""
+    if step_size is None:
+        return t.copy(), np.ones(t.size, dtype=np.bool_)
+    direction = 1.0 if t[-1] > t[0] else -1.0
+    span = abs(t[-1] - t[0])
+    n = int(np.ceil(span / step_size * (1 - 1e-12)))
+    uniform = t[0] + direction * step_size * np.arange(n + 1)
+    uniform = uniform[direction * (uniform - t[-1]) < 0]
+    grid = np.union1d(uniform, t)
+    if direction < 0:
+        grid = grid[::-1]
+    return grid, np.isin(grid, t)
+
+
+def _failure_message(status, method, t, h, stats, opts):
+    where = f"at t = {float(t)!r} with step size h = {float(h)!r} after {stats['n_steps']} steps ({stats['nfe']} evaluations)"
+    if status == _loop.UNDERFLOW:
+        return (f"{method}: step size underflow {where}: the tolerances cannot be met with a step "
+                f"that still changes t (a singularity or a very stiff problem?)")
+    if status == _loop.MAX_STEPS:
+        return (f"{method}: more than options['max_steps'] = {opts.get('max_steps') or DEFAULT_MAX_STEPS} "
+                f"steps needed; stopped {where}")
+    return (f"{method}: func returned non-finite values (inf or NaN) that shrinking the step "
+            f"could not avoid; stopped {where}")

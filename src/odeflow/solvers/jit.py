@@ -1,0 +1,28 @@
+"""The Numba switch: one decorator for odeflow's kernels, one test for user functions.
+
+Every kernel is compiled with ``cache=True`` on first call (never at import)
+and then loaded from the on-disk cache in later processes. Setting the
+environment variable ``NUMBA_DISABLE_JIT=1`` before the first import turns
+every kernel *and* every user ``@numba.njit`` function back into plain Python:
+the same source then runs in the interpreter, for reading, debugging with
+``pdb`` and measuring coverage.
+"""
+from __future__ import annotations
+
+import numba
+from numba.core.dispatcher import Dispatcher
+
+__all__ = ["kernel", "is_jitted", "JIT_DISABLED"]
+
+JIT_DISABLED = bool(numba.config.DISABLE_JIT)
+
+
+def kernel(fn):
+    """Compile ``fn`` in nopython mode on first call, cached on disk."""
+    return numba.njit(cache=True, nogil=True)(fn)
+
+
+def is_jitted(func) -> bool:
+    """True when ``func`` is a Numba ``@njit`` function (a CPU dispatcher), so a
+    whole solve can run in nopython mode with ``func`` as an argument."""
+    return isinstance(func, Dispatcher)

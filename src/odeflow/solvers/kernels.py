@@ -1,0 +1,121 @@
+"""Jitted kernels of one Runge–Kutta step: stage sums, error ratio, dense output.
+
+All arrays are flat: a state of any shape is stored as ``y`` of shape ``(n,)``
+and the stages as ``K`` of shape ``(s, n)``, ``K[i] = f(t + c_i h, Y_i)``. The
+state dtype (float64 or float32) is kept; coefficients and time are float64.
+Both drivers (the jitted one and the Python loop) call exactly these functions.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from odeflow.solvers.jit import kernel
+
+__all__ = ["combine", "error_ratio", "scaled_rms", "dense_eval", "dense_coefficients", "all_finite"]
+
+
+@kernel
+def combine(y, h, K, w, m, out):
+    """``out = y + h * sum_{j<m} w[j] K[j]`` (a stage state or the new solution).
+
+    HNW §II.1, eq. (1.8). ``w`` is a row of ``A`` (``m`` = stage index) or ``b``.
+    Zero weights are skipped, so sparse rows cost nothing extra.
+    """
+    n = y.shape[0]
+    for i in range(n):
+        out[i] = 0.0
+    for j in range(m):
+        wj = w[j]
+        if wj != 0.0:
+            for i in range(n):
+                out[i] += wj * K[j, i]
+    for i in range(n):
+        out[i] = y[i] + h * out[i]
+
+
+@kernel
+def error_ratio(y0, y1, h, K, b_err, rtol, atol):
+    """RMS norm of the embedded error estimate relative to the tolerance.
+
+    ``err_i = h * sum_j b_err[j] K[j, i]``, ``sc_i = atol_i + rtol_i * max(|y0_i|,
+    |y1_i|)`` and the ratio is ``sqrt(mean((err / sc)**2))`` (HNW §II.4,
+    eq. 4.11). A step is accepted when the ratio is <= 1. Returns NaN when the
+    new state or the estimate is not finite, so the caller rejects the step.
+    """
+    n = y0.shape[0]
+    s = K.shape[0]
+    acc = 0.0
+    for i in range(n):
+        e = 0.0
+        for j in range(s):
+            if b_err[j] != 0.0:
+                e += b_err[j] * K[j, i]
+        e *= h
+        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        r = e / sc
+        acc += r * r
+        if not (math.isfinite(y1[i]) and math.isfinite(e)):
+            return np.nan
+    return math.sqrt(acc / max(n, 1))
+
+
+@kernel
+def scaled_rms(x, ref, rtol, atol):
+    """``sqrt(mean((x / (atol + rtol * |ref|))**2))``, the norm of HNW §II.4 (4.11)
+    with the scale taken at one point (used by the initial step size)."""
+    n = x.shape[0]
+    acc = 0.0
+    for i in range(n):
+        r = x[i] / (atol[i] + rtol[i] * abs(ref[i]))
+        acc += r * r
+    return math.sqrt(acc / max(n, 1))
+
+
+@kernel
+def dense_eval(y0, h, K, P, theta, out):
+    """Continuous extension ``out = y0 + h * sum_i K[i] * sum_j P[i, j] theta**(j+1)``.
+
+    ``theta = (t - t0) / h`` in [0, 1]; ``P`` comes from the tableau
+    (HNW §II.6, dense output). Weights per stage are formed first so the cost
+    is ``O(s*p + s*n)``.
+    """
+    s, p = P.shape
+    n = y0.shape[0]
+    w = np.empty(s)
+    for i in range(s):
+        acc = 0.0
+        power = theta
+        for j in range(p):
+            acc += P[i, j] * power
+            power *= theta
+        w[i] = acc
+    for k in range(n):
+        acc = 0.0
+        for i in range(s):
+            acc += w[i] * K[i, k]
+        out[k] = y0[k] + h * acc
+
+
+@kernel
+def dense_coefficients(K, P, out):
+    """``out = K.T @ P`` (shape ``(n, p)``): the step's interpolation polynomial
+    stored for :meth:`odeflow.Solution.interpolate`."""
+    s, n = K.shape
+    p = P.shape[1]
+    for k in range(n):
+        for j in range(p):
+            acc = 0.0
+            for i in range(s):
+                acc += K[i, k] * P[i, j]
+            out[k, j] = acc
+
+
+@kernel
+def all_finite(x):
+    """True when every entry of the flat array ``x`` is finite."""
+    for i in range(x.shape[0]):
+        if not math.isfinite(x[i]):
+            return False
+    return True

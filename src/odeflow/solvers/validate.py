@@ -1,0 +1,120 @@
+"""Argument checks for :func:`odeflow.odeint` and :func:`odeflow.solve`.
+
+Every check runs before any evaluation of ``func`` and raises an exception of
+:mod:`odeflow.errors` whose message names the argument and the offending value.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from odeflow.errors import InputError, InputTypeError, ShapeError, ToleranceWarning
+
+__all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS"]
+
+OPTION_KEYS = {
+    "adaptive": ("first_step", "max_step", "max_steps", "controller"),
+    "fixed": ("step_size", "max_steps"),
+}
+
+
+def as_state(y0, name="y0"):
+    """``y0`` as an ndarray: float64 or float32 kept, integers and bools promoted
+    to float64. Raises InputTypeError for other dtypes, InputError if not finite."""
+    arr = np.asarray(y0)
+    if arr.dtype == np.float32 or arr.dtype == np.float64:
+        arr = arr.copy()
+    elif arr.dtype.kind in "biu":
+        arr = arr.astype(np.float64)
+    else:
+        raise InputTypeError(
+            f"`{name}` must hold real numbers (float64, float32 or integers); got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        where = tuple(int(i) for i in bad)
+        raise InputError(f"`{name}` must be finite; {name}[{', '.join(map(str, where))}] = "
+                         f"{float(arr[tuple(bad)])!r}" if arr.ndim else f"`{name}` must be finite; got {float(arr)!r}")
+    return arr
+
+
+def as_times(t, name="t"):
+    """``t`` as a 1-D float64 array, strictly increasing or strictly decreasing."""
+    try:
+        arr = np.asarray(t, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputTypeError(f"`{name}` must be a 1-D array of real times; {exc}") from None
+    if arr.ndim != 1:
+        raise InputError(f"`{name}` must be 1-D; got shape {arr.shape}")
+    if arr.size == 0:
+        raise InputError(f"`{name}` must hold at least one time; got an empty array")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise InputError(f"`{name}` must be finite; {name}[{i}] = {float(arr[i])!r}")
+    if arr.size > 1:
+        d = np.diff(arr)
+        sign = np.sign(d[0])
+        bad = np.flatnonzero(np.sign(d) != sign) if sign != 0 else np.array([0])
+        if bad.size:
+            i = int(bad[0]) + 1
+            raise InputError(
+                f"`{name}` must be strictly increasing or strictly decreasing; "
+                f"{name}[{i}] = {float(arr[i])!r} does not continue the direction of "
+                f"{name}[0..{i - 1}] (ending at {name}[{i - 1}] = {float(arr[i - 1])!r})")
+    return arr
+
+
+def as_tolerance(value, name, shape, dtype, minimum=None):
+    """A tolerance broadcast to the state ``shape`` and flattened (float64, (n,)).
+
+    ``minimum`` (for ``rtol``): values below it are raised to it with a
+    :class:`~odeflow.errors.ToleranceWarning`, as scipy's ``solve_ivp`` does.
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"`{name}` must be a real number or array; got {value!r}") from None
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InputError(f"`{name}` must be finite and non-negative; got {value!r}")
+    try:
+        arr = np.broadcast_to(arr, shape)
+    except ValueError:
+        raise ShapeError(f"`{name}` of shape {arr.shape} does not broadcast to the state shape "
+                         f"{tuple(shape)} of `y0`") from None
+    arr = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+    if minimum is not None and np.any(arr < minimum):
+        warnings.warn(f"`{name}` = {value!r} is below 100 * machine epsilon of {np.dtype(dtype)} "
+                      f"and was raised to {minimum:.3g}", ToleranceWarning, stacklevel=4)
+        arr = np.maximum(arr, minimum)
+    return arr
+
+
+def check_options(options, kind, method):
+    """Validate the ``options`` dict for a method of ``kind`` ('adaptive' or 'fixed')."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InputTypeError(f"`options` must be a dict or None; got {type(options).__name__}")
+    valid = OPTION_KEYS[kind]
+    for key in options:
+        if key not in valid:
+            raise InputError(f"`options` key {key!r} does not apply to method {method!r}; "
+                             f"valid keys: {', '.join(valid)}")
+    out = dict(options)
+    for key in ("first_step", "step_size"):
+        if key in out and out[key] is not None:
+            v = out[key]
+            if not (isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v) and v > 0):
+                raise InputError(f"`options['{key}']` must be a positive finite number; got {v!r}")
+    if out.get("max_step") is not None:
+        v = out["max_step"]
+        if not (isinstance(v, (int, float, np.floating, np.integer)) and v > 0 and not np.isnan(v)):
+            raise InputError(f"`options['max_step']` must be a positive number (inf allowed); got {v!r}")
+    if out.get("max_steps") is not None:
+        v = out["max_steps"]
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"`options['max_steps']` must be a positive integer; got {v!r}")
+    if out.get("controller") is not None and out["controller"] not in ("pi", "i"):
+        raise InputError(f"`options['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
+    return out

@@ -1,0 +1,151 @@
+"""Bad input is refused before any work; solver failures raise with t, h and the partial solution."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import odeflow
+from odeflow.errors import (InputError, InputTypeError, MaxStepsExceededError,
+                            NonFiniteDerivativeError, ShapeError, SolverError,
+                            StepSizeUnderflowError, ToleranceWarning)
+from problems import decay
+
+
+def _never_called(t, y):
+    raise AssertionError("func must not be evaluated for bad input")
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(y0=[1.0, np.nan]), InputError, r"`y0` must be finite; y0\[1\] = nan"),
+    (dict(y0=np.array([1 + 2j])), InputTypeError, r"`y0` must hold real numbers.*complex"),
+    (dict(t=np.zeros((2, 2))), InputError, r"`t` must be 1-D; got shape \(2, 2\)"),
+    (dict(t=[]), InputError, r"`t` must hold at least one time"),
+    (dict(t=[0.0, 1.0, 1.0]), InputError, r"`t` must be strictly.*t\[2\] = 1\.0"),
+    (dict(t=[0.0, 1.0, 0.5]), InputError, r"t\[2\] = 0\.5"),
+    (dict(t=[1.0, 0.0, 0.5]), InputError, r"t\[2\] = 0\.5"),
+    (dict(t=[0.0, np.inf]), InputError, r"`t` must be finite; t\[1\] = inf"),
+    (dict(t=["a", "b"]), InputTypeError, r"`t` must be a 1-D array"),
+    (dict(method="rk45"), InputError, r"`method` must be one of dopri5, bosh3, euler, midpoint, rk4; got 'rk45'"),
+    (dict(rtol=-1e-3), InputError, r"`rtol` must be finite and non-negative; got -0\.001"),
+    (dict(atol=np.nan), InputError, r"`atol` must be finite and non-negative"),
+    (dict(atol=np.ones(3)), ShapeError, r"`atol` of shape \(3,\) does not broadcast to the state shape \(2,\)"),
+    (dict(options={"frist_step": 0.1}), InputError, r"`options` key 'frist_step' does not apply.*first_step"),
+    (dict(options={"first_step": -1.0}), InputError, r"`options\['first_step'\]` must be a positive"),
+    (dict(options={"max_step": 0.0}), InputError, r"`options\['max_step'\]` must be a positive"),
+    (dict(options={"max_steps": 2.5}), InputError, r"`options\['max_steps'\]` must be a positive integer"),
+    (dict(options={"controller": "pid"}), InputError, r"`options\['controller'\]` must be 'pi' or 'i'; got 'pid'"),
+    (dict(options={"step_size": 0.1}), InputError, r"`options` key 'step_size' does not apply to method 'dopri5'"),
+    (dict(method="rk4", options={"step_size": 0.0}), InputError, r"`options\['step_size'\]` must be a positive"),
+    (dict(options=[("max_steps", 3)]), InputTypeError, r"`options` must be a dict"),
+    (dict(func=3), InputTypeError, r"`func` must be callable"),
+])
+def test_bad_input_is_refused_before_any_evaluation(kwargs, error, pattern):
+    args = dict(func=_never_called, y0=np.ones(2), t=[0.0, 1.0])
+    args.update(kwargs)
+    with pytest.raises(error, match=pattern):
+        odeflow.odeint(args.pop("func"), args.pop("y0"), args.pop("t"), **args)
+
+
+def test_errors_are_one_hierarchy_and_builtin_compatible():
+    assert issubclass(InputError, ValueError) and issubclass(InputError, odeflow.OdeflowError)
+    assert issubclass(InputTypeError, TypeError)
+    for cls in (StepSizeUnderflowError, MaxStepsExceededError, NonFiniteDerivativeError):
+        assert issubclass(cls, SolverError) and issubclass(cls, odeflow.OdeflowError)
+
+
+def test_func_returning_the_wrong_shape_shows_both_shapes():
+    with pytest.raises(ShapeError, match=r"shape of `y0` \(2, 3\).*returned shape \(3, 2\)"):
+        odeflow.odeint(lambda t, y: y.T, np.ones((2, 3)), [0.0, 1.0])
+
+
+def test_func_returning_nonsense_is_a_type_error():
+    with pytest.raises(InputTypeError, match="`func` must return an array"):
+        odeflow.odeint(lambda t, y: "fast", np.ones(2), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("dtype, expected_floor", [(np.float64, 100 * 2.220446049250313e-16),
+                                                   (np.float32, 100 * 1.1920929e-07)])
+def test_too_small_rtol_is_raised_with_a_warning(dtype, expected_floor):
+    with pytest.warns(ToleranceWarning, match=r"`rtol` = 1e-20 is below 100 \* machine epsilon"):
+        y = odeflow.odeint(decay, np.ones(1, dtype), [0.0, 1.0], rtol=1e-20, atol=1e-6)
+    assert abs(y[-1, 0] - np.exp(-0.5)) < 1e3 * expected_floor + 1e-6
+
+
+def test_blow_up_raises_with_partial_solution_and_no_nan_rows():
+    # y' = y^2, y(0) = 1: y = 1/(1 - t) blows up at t = 1
+    t = np.linspace(0.0, 2.0, 21)
+    with pytest.raises(SolverError) as info:
+        odeflow.odeint(lambda t, y: y * y, np.ones(1), t)
+    err = info.value
+    assert isinstance(err, (StepSizeUnderflowError, NonFiniteDerivativeError))
+    assert 0.99 < err.t < 1.001 and abs(err.h) < 1e-3  # the numerical singularity
+    assert f"t = {err.t!r}" in str(err) and "h = " in str(err)
+    sol = err.solution
+    assert not sol.success and sol.t.size == sol.y.shape[0] and sol.t[-1] <= err.t
+    assert sol.t_steps[-1] == err.t and np.all(np.isfinite(sol.y_steps))
+    assert np.all(np.isfinite(sol.y))
+    early = sol.t < 0.95
+    assert early.sum() == 10
+    np.testing.assert_allclose(sol.y[early, 0], 1.0 / (1.0 - sol.t[early]), rtol=1e-6)
+
+
+def test_max_steps_exceeded_names_t_and_h():
+    with pytest.raises(MaxStepsExceededError, match=r"options\['max_steps'\] = 5.*at t = .* h = ") as info:
+        odeflow.odeint(decay, np.ones(1), [0.0, 100.0], options={"max_steps": 5, "max_step": 0.1})
+    assert info.value.solution.stats["n_steps"] == 5
+    assert 0.0 < info.value.t < 1.0
+
+
+def test_fixed_step_max_steps_is_checked_before_work():
+    with pytest.raises(MaxStepsExceededError, match="needs 1000 steps"):
+        odeflow.odeint(_never_called, np.ones(1), [0.0, 1.0], method="euler",
+                       options={"step_size": 1e-3, "max_steps": 10})
+
+
+def test_nonfinite_derivative_that_rejection_cannot_cure():
+    def f(t, y):
+        return np.full_like(y, np.nan) if t > 0.5 else -y
+    with pytest.raises(NonFiniteDerivativeError, match="non-finite") as info:
+        odeflow.odeint(f, np.ones(2), [0.0, 0.25, 1.0])
+    assert 0.4 < info.value.t <= 0.5
+    np.testing.assert_allclose(info.value.solution.y[1], np.exp(-0.25), rtol=1e-6)
+
+
+def test_nonfinite_derivative_at_the_start():
+    with pytest.raises(NonFiniteDerivativeError, match=r"func\(t0, y0\)"):
+        odeflow.odeint(lambda t, y: np.full_like(y, np.inf), np.ones(1), [0.0, 1.0])
+
+
+def test_fixed_step_blow_up_stops_without_nan_rows():
+    # y' = y^2 from y = 10 with Euler steps of 0.25: the exponent doubles each step until inf
+    with pytest.raises(NonFiniteDerivativeError) as info, np.errstate(over="ignore", invalid="ignore"):
+        odeflow.odeint(lambda t, y: y * y, np.full(1, 10.0), [0.0, 0.5, 3.0], method="euler",
+                       options={"step_size": 0.25})
+    assert 1.0 < info.value.t < 3.0 and info.value.solution.t.tolist() == [0.0, 0.5]
+    assert np.all(np.isfinite(info.value.solution.y))
+
+
+def test_interpolate_outside_the_interval():
+    sol = odeflow.solve(decay, np.ones(1), [0.0, 1.0])
+    with pytest.raises(InputError, match=r"`t_new` must lie in the integrated interval.*t_new\[1\] = 1\.5"):
+        sol.interpolate([0.5, 1.5])
+
+
+def test_import_compiles_nothing():
+    code = ("import sys, odeflow; assert 'numba' not in sys.modules, 'numba imported'; "
+            "odeflow.OdeflowError; assert 'odeflow.solvers.integrate' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_plain_python_mode_runs_the_same_source():
+    # NUMBA_DISABLE_JIT=1 turns every kernel into plain Python: same numbers
+    code = ("import numpy as np, odeflow; s = odeflow.solve(lambda t, y: -y, np.ones(2), [0, 1]); "
+            "from odeflow.solvers.jit import JIT_DISABLED; assert JIT_DISABLED; "
+            "print(repr(float(s.y[-1, 0])), s.stats['nfe'])")
+    import os
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env)
+    ref = odeflow.solve(lambda t, y: -y, np.ones(2), [0, 1])
+    value, nfe = out.stdout.split()
+    assert float(value) == ref.y[-1, 0] and int(nfe) == ref.stats["nfe"]

@@ -18,7 +18,7 @@ from odeflow.errors import (
     StepSizeUnderflowError)
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
-from odeflow.solvers.jit import is_jitted
+from odeflow.solvers.jit import OPTIONS, is_jitted
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
@@ -35,37 +35,27 @@ _STATUS = {
     _loop.NONFINITE: ("nonfinite_derivative", NonFiniteDerivativeError),
 }
 
-# whole-solve loops compiled from the same source, built on first use
-_jitted_loops = {}
-# jitted funcs already compiled into a loop in this process (for compile_seconds)
-_seen = weakref.WeakKeyDictionary()
+# per jitted func: the loops compiled with func closed over, built on first use
+_compiled = weakref.WeakKeyDictionary()
+_FACTORIES = {"adaptive": _loop.make_adaptive_loop, "fixed": _loop.make_fixed_loop}
 
 
-def _jitted_loop(name):
-    if name not in _jitted_loops:
-        _jitted_loops[name] = numba.njit(getattr(_loop, name))
-    return _jitted_loops[name]
-
-
-def _run(name, func, args, y, shape):
-    """Run loop ``name`` as Python, or compiled whole when ``func`` is jitted.
+def _run(kind, func, args):
+    """Run the ``kind`` loop as Python, or compiled whole when ``func`` is jitted.
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
-    Only the state's dtype and rank vary between calls (every other argument
-    has a fixed type), so they key the compiled specialisations cheaply.
     """
     if not is_jitted(func):
-        return getattr(_loop, name)(func, *args), 0.0
-    dispatcher = _jitted_loop(name)
-    key = (name, y.dtype.char, len(shape))
-    compiled = _seen.setdefault(func, set())
-    seconds = 0.0
-    if key not in compiled:
-        start = time.perf_counter()
-        dispatcher.compile(tuple(numba.typeof(a) for a in (func,) + args))
-        seconds = time.perf_counter() - start
-        compiled.add(key)
-    return dispatcher(func, *args), seconds
+        return _FACTORIES[kind](func)(*args), 0.0
+    loops = _compiled.setdefault(func, {})
+    if kind not in loops:
+        loops[kind] = numba.njit(**OPTIONS)(_FACTORIES[kind](func))
+    runner = loops[kind]
+    n_before = len(runner.overloads)
+    start = time.perf_counter()
+    out = runner(*args)
+    seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
+    return out, seconds
 
 
 def _first_derivative(func, t0, y0, shape):
@@ -193,14 +183,14 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
                 max_steps, beta, stretch, store)
-        out, seconds = _run("adaptive_loop", func, args, flat, shape)
+        out, seconds = _run("adaptive", func, args)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
         stats.update(nfe=int(nfe), n_steps=int(n_acc + n_rej), n_accepted=int(n_acc),
                      n_rejected=int(n_rej))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop)
     else:
         args = (grid, is_output, flat, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
-        out, seconds = _run("fixed_loop", func, args, flat, shape)
+        out, seconds = _run("fixed", func, args)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1] if store else rec_y)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import numba
 from numba.core.dispatcher import Dispatcher
 
-__all__ = ["kernel", "is_jitted", "JIT_DISABLED"]
+__all__ = ["kernel", "is_jitted", "JIT_DISABLED", "OPTIONS"]
 
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
 
+# NumPy's floating-point semantics (x / 0 -> inf, no exception check on every
+# division): the loops detect non-finite values themselves.
+OPTIONS = {"nogil": True, "error_model": "numpy"}
+
+
 def kernel(fn):
     """Compile ``fn`` in nopython mode on first call, cached on disk."""
-    return numba.njit(cache=True, nogil=True)(fn)
+    return numba.njit(cache=True, **OPTIONS)(fn)
 
 
 def is_jitted(func) -> bool:

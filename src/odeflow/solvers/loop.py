@@ -5,11 +5,11 @@ runs two ways:
 
 * as plain Python for a Python ``func`` (each step still calls the jitted
   kernels, so the per-step overhead is a handful of kernel calls);
-* compiled whole (``numba.njit`` of this same source, built on first use)
-  when ``func`` is itself an ``@njit`` function, so the solve runs with no
-  Python per step. A function passed as an argument cannot be cached on disk
-  by Numba, so this compile (about a second) happens once per process and per
-  ``func``; :func:`odeflow.solve` reports it in ``stats["compile_seconds"]``.
+* compiled whole (``numba.njit`` of this same source, with ``func`` closed
+  over as a constant) when ``func`` is itself an ``@njit`` function, so the
+  solve runs with no Python per step. Numba cannot cache such a loop on disk,
+  so this compile (a few seconds) happens once per process and per ``func``;
+  :func:`odeflow.solve` reports it in ``stats["compile_seconds"]``.
 
 Loops never raise: they return a status code, the rows completed and where
 they stopped, and :mod:`odeflow.solvers.integrate` turns a failure into the
@@ -32,7 +32,7 @@ from odeflow.solvers.controller import (
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
 
-__all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "adaptive_loop", "fixed_loop"]
+__all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "make_adaptive_loop", "make_fixed_loop"]
 
 # status codes returned by the loops
 SUCCESS = 0
@@ -49,182 +49,195 @@ def _grow(arr, cap):
     return new
 
 
-def adaptive_loop(func, t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
-                  first_step, max_step, max_steps, beta, stretch, store):
-    """Integrate with an embedded FSAL pair and dense output at ``t_out``.
+def make_adaptive_loop(func):
+    """The adaptive loop with ``func(t, y) -> dy/dt`` (``y`` of shape ``shape``) closed over.
 
-    Parameters
-    ----------
-    func : callable ``func(t, y) -> dy/dt`` with ``y`` of shape ``shape``.
-    t_out : ndarray, float64, shape (m,), strictly monotone; ``t_out[0]`` is t0.
-    y0 : ndarray, shape (n,), float64 or float32; the flattened initial state.
-    f0 : ndarray, shape (n,), ``func(t0, y0)`` flattened, already checked finite
-        (the caller evaluates it once to check its shape).
-    shape : tuple of int, the user's state shape.
-    rtol, atol : ndarray, float64, shape (n,)
-    A, b, b_err, c, P : tableau arrays (see :mod:`odeflow.solvers.tableau`).
-    error_order : int, order of the embedded solution.
-    first_step : float, 0 means "choose by HNW §II.4".
-    max_step : float (``inf`` for no bound); max_steps : int (accepted + rejected).
-    beta, stretch : controller constants (see :mod:`odeflow.solvers.controller`).
-    store : bool, keep the step record for dense output.
-
-    Returns
-    -------
-    tuple ``(status, ys, rows_done, t, h, y, nfe, n_accepted, n_rejected,
-    rec_t, rec_h, rec_y, rec_Q)`` where ``t``, ``y`` are the time and state
-    reached and ``h`` the last step tried.
+    Closing over ``func`` lets Numba compile it into the loop as a constant
+    when ``func`` is jitted; in Python the factory costs one closure per solve.
     """
-    n = y0.shape[0]
-    m = t_out.shape[0]
-    s = c.shape[0]
-    t0 = t_out[0]
-    t_end = t_out[m - 1]
-    direction = 1.0 if t_end > t0 else -1.0
-    interval = abs(t_end - t0)
-    exponent = 1.0 / (error_order + 1) - 0.75 * beta
 
-    ys = np.empty((m, n), y0.dtype)
-    ys[0] = y0
-    K = np.empty((s, n), y0.dtype)
-    y = y0.copy()
-    y1 = np.empty_like(y0)
-    cap = 64 if store else 1
-    rec_t = np.empty(cap)
-    rec_h = np.empty(cap)
-    rec_y = np.empty((cap, n), y0.dtype)
-    rec_Q = np.empty((cap, n, P.shape[1]), y0.dtype)
+    def adaptive_loop(t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
+                      first_step, max_step, max_steps, beta, stretch, store):
+        """Integrate with an embedded FSAL pair and dense output at ``t_out``.
 
-    t = t0
-    h = 0.0
-    K[0] = f0
-    nfe = 1
+        Parameters
+        ----------
+        t_out : ndarray, float64, shape (m,), strictly monotone; ``t_out[0]`` is t0.
+        y0 : ndarray, shape (n,), float64 or float32; the flattened initial state.
+        f0 : ndarray, shape (n,), ``func(t0, y0)`` flattened, already checked finite
+            (the caller evaluates it once to check its shape).
+        shape : tuple of int, the user's state shape.
+        rtol, atol : ndarray, float64, shape (n,)
+        A, b, b_err, c, P : tableau arrays (see :mod:`odeflow.solvers.tableau`).
+        error_order : int, order of the embedded solution.
+        first_step : float, 0 means "choose by HNW §II.4".
+        max_step : float (``inf`` for no bound); max_steps : int (accepted + rejected).
+        beta, stretch : controller constants (see :mod:`odeflow.solvers.controller`).
+        store : bool, keep the step record for dense output.
 
-    if first_step > 0.0:
-        h_abs = min(first_step, interval, max_step)
-    else:
-        # HNW §II.4: one explicit Euler trial step estimates the curvature
-        d0 = scaled_rms(y0, y0, rtol, atol)
-        d1 = scaled_rms(K[0], y0, rtol, atol)
-        h0 = initial_guess(d0, d1, interval)
-        y1[:] = y0 + (direction * h0) * K[0]
-        f1 = np.asarray(func(t0 + direction * h0, y1.reshape(shape))).reshape(n)
-        nfe += 1
-        d2 = scaled_rms(f1 - K[0], y0, rtol, atol) / h0
-        h_abs = initial_step(h0, d1, d2, error_order, interval, max_step)
+        Returns
+        -------
+        tuple ``(status, ys, rows_done, t, h, y, nfe, n_accepted, n_rejected,
+        rec_t, rec_h, rec_y, rec_Q)`` where ``t``, ``y`` are the time and state
+        reached and ``h`` the last step tried.
+        """
+        n = y0.shape[0]
+        m = t_out.shape[0]
+        s = c.shape[0]
+        t0 = t_out[0]
+        t_end = t_out[m - 1]
+        direction = 1.0 if t_end > t0 else -1.0
+        interval = abs(t_end - t0)
+        exponent = 1.0 / (error_order + 1) - 0.75 * beta
 
-    j = 1                     # next output row
-    n_acc = 0
-    n_rej = 0
-    err_prev = PI_ERR_PREV0
-    status = SUCCESS
-    while direction * (t_end - t) > 0.0:
-        # the smallest step that still changes t (as scipy's RK45)
-        min_step = 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
-        h_abs = min(max(h_abs, min_step), max_step)
-        rejected_last = False
-        nonfinite_last = False
-        while True:
-            if h_abs < min_step:
-                status = NONFINITE if nonfinite_last else UNDERFLOW
+        ys = np.empty((m, n), y0.dtype)
+        ys[0] = y0
+        K = np.empty((s, n), y0.dtype)
+        y = y0.copy()
+        y1 = np.empty_like(y0)
+        cap = 64 if store else 1
+        rec_t = np.empty(cap)
+        rec_h = np.empty(cap)
+        rec_y = np.empty((cap, n), y0.dtype)
+        rec_Q = np.empty((cap, n, P.shape[1]), y0.dtype)
+
+        t = t0
+        h = 0.0
+        K[0] = f0
+        nfe = 1
+
+        if first_step > 0.0:
+            h_abs = min(first_step, interval, max_step)
+        else:
+            # HNW §II.4: one explicit Euler trial step estimates the curvature
+            d0 = scaled_rms(y0, y0, rtol, atol)
+            d1 = scaled_rms(K[0], y0, rtol, atol)
+            h0 = initial_guess(d0, d1, interval)
+            y1[:] = y0 + (direction * h0) * K[0]
+            f1 = np.asarray(func(t0 + direction * h0, y1.reshape(shape))).reshape(n)
+            nfe += 1
+            d2 = scaled_rms(f1 - K[0], y0, rtol, atol) / h0
+            h_abs = initial_step(h0, d1, d2, error_order, interval, max_step)
+
+        j = 1                     # next output row
+        n_acc = 0
+        n_rej = 0
+        err_prev = PI_ERR_PREV0
+        status = SUCCESS
+        while direction * (t_end - t) > 0.0:
+            # the smallest step that still changes t (as scipy's RK45)
+            min_step = 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
+            h_abs = min(max(h_abs, min_step), max_step)
+            rejected_last = False
+            nonfinite_last = False
+            while True:
+                if h_abs < min_step:
+                    status = NONFINITE if nonfinite_last else UNDERFLOW
+                    break
+                if n_acc + n_rej >= max_steps:
+                    status = MAX_STEPS
+                    break
+                h = direction * h_abs
+                t_new = t + h
+                if direction * (t + stretch * h - t_end) > 0.0:
+                    t_new = t_end  # last step: land exactly on the end point
+                h = t_new - t
+                h_abs = abs(h)
+
+                for i in range(1, s):
+                    # for an FSAL pair the last stage state is the new solution y1
+                    combine(y, h, K, A[i], i, y1)
+                    K[i] = np.asarray(func(t + c[i] * h, y1.reshape(shape))).reshape(n)
+                nfe += s - 1
+                err = error_ratio(y, y1, h, K, b_err, rtol, atol)
+
+                if err <= 1.0:
+                    factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
+                    err_prev = max(err, PI_ERR_PREV0)
+                    # outputs inside (t, t_new] from the continuous extension
+                    while j < m and direction * (t_out[j] - t_new) <= 0.0:
+                        if t_out[j] == t_new:
+                            ys[j] = y1
+                        else:
+                            dense_eval(y, h, K, P, (t_out[j] - t) / h, ys[j])
+                        j += 1
+                    if store:
+                        if n_acc >= rec_t.shape[0]:
+                            cap = 2 * rec_t.shape[0]
+                            rec_t = _grow(rec_t, cap)
+                            rec_h = _grow(rec_h, cap)
+                            rec_y = _grow(rec_y, cap)
+                            rec_Q = _grow(rec_Q, cap)
+                        rec_t[n_acc] = t
+                        rec_h[n_acc] = h
+                        rec_y[n_acc] = y
+                        dense_coefficients(K, P, rec_Q[n_acc])
+                    n_acc += 1
+                    t = t_new
+                    y[:] = y1
+                    K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
+                    h_abs *= factor
+                    break
+                n_rej += 1
+                nonfinite_last = not math.isfinite(err)
+                rejected_last = True
+                h_abs *= reject_factor(err, exponent)
+            if status != SUCCESS:
                 break
-            if n_acc + n_rej >= max_steps:
-                status = MAX_STEPS
-                break
-            h = direction * h_abs
-            t_new = t + h
-            if direction * (t + stretch * h - t_end) > 0.0:
-                t_new = t_end  # last step: land exactly on the end point
-            h = t_new - t
-            h_abs = abs(h)
+        n_rec = n_acc if store else 0
+        return (status, ys, j, t, h, y, nfe, n_acc, n_rej,
+                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec])
 
-            for i in range(1, s):
-                # for an FSAL pair the last stage state is the new solution y1
-                combine(y, h, K, A[i], i, y1)
-                K[i] = np.asarray(func(t + c[i] * h, y1.reshape(shape))).reshape(n)
-            nfe += s - 1
-            err = error_ratio(y, y1, h, K, b_err, rtol, atol)
-
-            if err <= 1.0:
-                factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
-                err_prev = max(err, PI_ERR_PREV0)
-                # outputs inside (t, t_new] from the continuous extension
-                while j < m and direction * (t_out[j] - t_new) <= 0.0:
-                    if t_out[j] == t_new:
-                        ys[j] = y1
-                    else:
-                        dense_eval(y, h, K, P, (t_out[j] - t) / h, ys[j])
-                    j += 1
-                if store:
-                    if n_acc >= rec_t.shape[0]:
-                        cap = 2 * rec_t.shape[0]
-                        rec_t = _grow(rec_t, cap)
-                        rec_h = _grow(rec_h, cap)
-                        rec_y = _grow(rec_y, cap)
-                        rec_Q = _grow(rec_Q, cap)
-                    rec_t[n_acc] = t
-                    rec_h[n_acc] = h
-                    rec_y[n_acc] = y
-                    dense_coefficients(K, P, rec_Q[n_acc])
-                n_acc += 1
-                t = t_new
-                y[:] = y1
-                K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
-                h_abs *= factor
-                break
-            n_rej += 1
-            nonfinite_last = not math.isfinite(err)
-            rejected_last = True
-            h_abs *= reject_factor(err, exponent)
-        if status != SUCCESS:
-            break
-    n_rec = n_acc if store else 0
-    return (status, ys, j, t, h, y, nfe, n_acc, n_rej,
-            rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec])
+    return adaptive_loop
 
 
-def fixed_loop(func, grid, is_output, y0, shape, A, b, c, store):
-    """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
+def make_fixed_loop(func):
+    """The fixed-step loop with ``func`` closed over (see :func:`make_adaptive_loop`)."""
 
-    ``grid`` (float64, shape (g,)) holds every step boundary, the output times
-    among them (``is_output``, bool, shape (g,)), so outputs need no
-    interpolation. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
-    rec_y)`` where ``rec_y`` (shape (g, n) when ``store``) holds the state at
-    every node. A non-finite state stops the loop with ``NONFINITE``.
-    """
-    n = y0.shape[0]
-    g = grid.shape[0]
-    s = c.shape[0]
-    m = 0
-    for k in range(g):
-        if is_output[k]:
-            m += 1
-    ys = np.empty((m, n), y0.dtype)
-    ys[0] = y0
-    rec_y = np.empty((g if store else 0, n), y0.dtype)
-    if store:
-        rec_y[0] = y0
-    K = np.empty((s, n), y0.dtype)
-    y = y0.copy()
-    stage = np.empty_like(y0)
-    j = 1
-    nfe = 0
-    h = 0.0
-    t = grid[0]
-    for k in range(g - 1):
-        t = grid[k]
-        h = grid[k + 1] - t
-        for i in range(s):
-            combine(y, h, K, A[i], i, stage)
-            K[i] = np.asarray(func(t + c[i] * h, stage.reshape(shape))).reshape(n)
-        nfe += s
-        combine(y, h, K, b, s, stage)
-        if not all_finite(stage):
-            return (NONFINITE, ys, j, t, h, nfe, k, rec_y)
-        y[:] = stage
+    def fixed_loop(grid, is_output, y0, shape, A, b, c, store):
+        """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
+
+        ``grid`` (float64, shape (g,)) holds every step boundary, the output times
+        among them (``is_output``, bool, shape (g,)), so outputs need no
+        interpolation. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
+        rec_y)`` where ``rec_y`` (shape (g, n) when ``store``) holds the state at
+        every node. A non-finite state stops the loop with ``NONFINITE``.
+        """
+        n = y0.shape[0]
+        g = grid.shape[0]
+        s = c.shape[0]
+        m = 0
+        for k in range(g):
+            if is_output[k]:
+                m += 1
+        ys = np.empty((m, n), y0.dtype)
+        ys[0] = y0
+        rec_y = np.empty((g if store else 0, n), y0.dtype)
         if store:
-            rec_y[k + 1] = y
-        if is_output[k + 1]:
-            ys[j] = y
-            j += 1
-    return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y)
+            rec_y[0] = y0
+        K = np.empty((s, n), y0.dtype)
+        y = y0.copy()
+        stage = np.empty_like(y0)
+        j = 1
+        nfe = 0
+        h = 0.0
+        t = grid[0]
+        for k in range(g - 1):
+            t = grid[k]
+            h = grid[k + 1] - t
+            for i in range(s):
+                combine(y, h, K, A[i], i, stage)
+                K[i] = np.asarray(func(t + c[i] * h, stage.reshape(shape))).reshape(n)
+            nfe += s
+            combine(y, h, K, b, s, stage)
+            if not all_finite(stage):
+                return (NONFINITE, ys, j, t, h, nfe, k, rec_y)
+            y[:] = stage
+            if store:
+                rec_y[k + 1] = y
+            if is_output[k + 1]:
+                ys[j] = y
+                j += 1
+        return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y)
+
+    return fixed_loop

@@ -52,6 +52,8 @@ def as_times(t, name="t"):
     if not finite.all():
         i = int(np.argmin(finite))
         raise InputError(f"`{name}` must be finite; {name}[{i}] = {float(arr[i])!r}")
+    if arr.size == 2 and arr[0] != arr[1]:
+        return arr
     if arr.size > 1:
         d = np.diff(arr)
         sign = np.sign(d[0])
@@ -71,6 +73,10 @@ def as_tolerance(value, name, shape, dtype, minimum=None):
     ``minimum`` (for ``rtol``): values below it are raised to it with a
     :class:`~odeflow.errors.ToleranceWarning`, as scipy's ``solve_ivp`` does.
     """
+    n = int(np.prod(shape))
+    if isinstance(value, (float, int)) and not isinstance(value, bool) and value >= 0 \
+            and value != float("inf") and (minimum is None or value >= minimum):
+        return np.full(n, float(value))  # the common case, without broadcasting machinery
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

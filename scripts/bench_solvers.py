@@ -1,0 +1,211 @@
+"""Benchmark odeflow's dopri5 against scipy (and torchdiffeq / diffrax when installed).
+
+Prints one JSON object per line: problem, rtol, solver, median wall time (s),
+nfe, max error at t1 against scipy's DOP853 at rtol = 1e-13, and the ratio of
+scipy RK45's median to this solver's median, all measured in the same run.
+Timing is never asserted anywhere: it is measured here.
+
+    python scripts/bench_solvers.py [--repeats 7] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import numba
+import numpy as np
+from scipy.integrate import solve_ivp
+
+import odeflow
+
+
+def lorenz(t, y):
+    out = np.empty(3)
+    out[0] = 10.0 * (y[1] - y[0])
+    out[1] = y[0] * (28.0 - y[2]) - y[1]
+    out[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
+    return out
+
+
+def van_der_pol(t, y):
+    out = np.empty(2)
+    out[0] = y[1]
+    out[1] = (1.0 - y[0] * y[0]) * y[1] - y[0]
+    return out
+
+
+MU = 0.012277471
+
+
+def arenstorf(t, y):
+    mup = 1.0 - MU
+    d1 = ((y[0] + MU) ** 2 + y[1] ** 2) ** 1.5
+    d2 = ((y[0] - mup) ** 2 + y[1] ** 2) ** 1.5
+    out = np.empty(4)
+    out[0] = y[2]
+    out[1] = y[3]
+    out[2] = y[0] + 2.0 * y[3] - mup * (y[0] + MU) / d1 - MU * (y[0] - mup) / d2
+    out[3] = y[1] - 2.0 * y[2] - mup * y[1] / d1 - MU * y[1] / d2
+    return out
+
+
+def kepler(t, y):
+    r3 = (y[0] * y[0] + y[1] * y[1]) ** 1.5
+    out = np.empty(4)
+    out[0] = y[2]
+    out[1] = y[3]
+    out[2] = -y[0] / r3
+    out[3] = -y[1] / r3
+    return out
+
+
+E = 0.5
+PROBLEMS = {
+    "lorenz": (lorenz, np.array([1.0, 1.0, 1.0]), 2.0),
+    "van_der_pol": (van_der_pol, np.array([2.0, 0.0]), 20.0),
+    "arenstorf": (arenstorf, np.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224]),
+                  17.0652165601579625588917206249),
+    "kepler": (kepler, np.array([1.0 - E, 0.0, 0.0, np.sqrt((1.0 + E) / (1.0 - E))]), 20.0 * np.pi),
+}
+
+
+def median_time(fn, repeats):
+    fn()  # warm-up (imports, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def peers():
+    """Optional peers: (name, make_runner(f, y0, t1, rtol, atol) -> (callable returning (y1, nfe)))."""
+    out = []
+    try:
+        import torch
+        import torchdiffeq
+
+        def make_torch(f, y0, t1, rtol, atol):
+            yt = torch.tensor(y0, dtype=torch.float64)
+            tt = torch.tensor([0.0, t1], dtype=torch.float64)
+
+            class F(torch.nn.Module):
+                nfe = 0
+
+                def forward(self, t, y):
+                    F.nfe += 1
+                    return torch.from_numpy(f(float(t), y.numpy()))
+            fm = F()
+
+            def run():
+                F.nfe = 0
+                with torch.no_grad():
+                    y = torchdiffeq.odeint(fm, yt, tt, rtol=rtol, atol=atol, method="dopri5")
+                return y[-1].numpy(), F.nfe
+            return run
+        out.append((f"torchdiffeq {torchdiffeq.__version__} dopri5 (torch {torch.__version__})", make_torch))
+    except ImportError:
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+        import diffrax
+        jax.config.update("jax_enable_x64", True)
+        jfuncs = _jax_problems(jnp)
+
+        def make_diffrax(f, y0, t1, rtol, atol):
+            term = diffrax.ODETerm(jfuncs[f.__name__])
+            controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+            @jax.jit
+            def solve(y):
+                return diffrax.diffeqsolve(term, diffrax.Dopri5(), t0=0.0, t1=t1, dt0=None, y0=y,
+                                           stepsize_controller=controller, max_steps=200_000)
+            y = jnp.asarray(y0)
+
+            def run():
+                sol = solve(y)
+                y1 = np.asarray(sol.ys[-1].block_until_ready())
+                # Dopri5 is FSAL: 6 evaluations per attempted step, plus the first
+                return y1, int(sol.stats["num_steps"]) * 6 + 1
+            return run
+        out.append((f"diffrax {diffrax.__version__} Dopri5 (jax.jit)", make_diffrax))
+    except ImportError:
+        pass
+    return out
+
+
+def _jax_problems(jnp):
+    """The same right-hand sides written for JAX (diffrax's f(t, y, args))."""
+    def lorenz_j(t, y, args):
+        return jnp.stack([10.0 * (y[1] - y[0]), y[0] * (28.0 - y[2]) - y[1], y[0] * y[1] - 8.0 / 3.0 * y[2]])
+
+    def vdp_j(t, y, args):
+        return jnp.stack([y[1], (1.0 - y[0] ** 2) * y[1] - y[0]])
+
+    def arenstorf_j(t, y, args):
+        mup = 1.0 - MU
+        d1 = ((y[0] + MU) ** 2 + y[1] ** 2) ** 1.5
+        d2 = ((y[0] - mup) ** 2 + y[1] ** 2) ** 1.5
+        return jnp.stack([y[2], y[3], y[0] + 2.0 * y[3] - mup * (y[0] + MU) / d1 - MU * (y[0] - mup) / d2,
+                          y[1] - 2.0 * y[2] - mup * y[1] / d1 - MU * y[1] / d2])
+
+    def kepler_j(t, y, args):
+        r3 = (y[0] ** 2 + y[1] ** 2) ** 1.5
+        return jnp.stack([y[2], y[3], -y[0] / r3, -y[1] / r3])
+    return {"lorenz": lorenz_j, "van_der_pol": vdp_j, "arenstorf": arenstorf_j, "kepler": kepler_j}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="one tolerance, 3 repeats")
+    args = parser.parse_args()
+    rtols = [1e-6] if args.quick else [1e-3, 1e-6, 1e-9]
+    repeats = 3 if args.quick else args.repeats
+    print(json.dumps({"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+                      "numpy": np.__version__, "numba": numba.__version__, "odeflow": odeflow.__version__}))
+    for name, (f, y0, t1) in PROBLEMS.items():
+        ref = solve_ivp(f, (0.0, t1), y0, method="DOP853", rtol=1e-13, atol=1e-16).y[:, -1]
+        fj = numba.njit(f)
+        start = time.perf_counter()
+        odeflow.odeint(fj, y0, [0.0, t1])
+        compile_s = time.perf_counter() - start
+        for rtol in rtols:
+            atol = rtol * 1e-3
+            runners = {
+                "odeflow dopri5 (njit func)": lambda: _odeflow(fj, y0, t1, rtol, atol),
+                "odeflow dopri5 (Python func)": lambda: _odeflow(f, y0, t1, rtol, atol),
+                "scipy RK45": lambda: _scipy(f, y0, t1, rtol, atol, "RK45"),
+                "scipy DOP853": lambda: _scipy(f, y0, t1, rtol, atol, "DOP853"),
+            }
+            for peer, make in peers():
+                runners[peer] = make(f, y0, t1, rtol, atol)
+            results = {}
+            for solver, fn in runners.items():
+                y1, nfe = fn()
+                results[solver] = (median_time(fn, repeats), nfe, float(np.abs(y1 - ref).max()))
+            base = results["scipy RK45"][0]
+            for solver, (median, nfe, err) in results.items():
+                row = {"problem": name, "rtol": rtol, "atol": atol, "solver": solver, "median_s": median,
+                       "nfe": nfe, "error_vs_dop853": err, "rk45_over_this": base / median}
+                if solver.endswith("(njit func)"):
+                    row["first_call_s_incl_compile"] = compile_s
+                print(json.dumps(row), flush=True)
+
+
+def _odeflow(f, y0, t1, rtol, atol):
+    sol = odeflow.solve(f, y0, [0.0, t1], rtol=rtol, atol=atol)
+    return sol.y[-1], sol.stats["nfe"]
+
+
+def _scipy(f, y0, t1, rtol, atol, method):
+    r = solve_ivp(f, (0.0, t1), y0, method=method, rtol=rtol, atol=atol)
+    return r.y[:, -1], r.nfev
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "odeint": "odeflow.solvers.integrate",
+    "odeint": "odeflow.adjoint",
     "solve": "odeflow.solvers.integrate",
     "Solution": "odeflow.solvers.solution",
     "METHODS": "odeflow.solvers.integrate",
@@ -31,6 +31,7 @@ _EXPORTS = {
     "grad": "odeflow.autodiff.functional",
     "vjp": "odeflow.autodiff.functional",
     "odeint_adjoint": "odeflow.adjoint",
+    "odeint_backprop": "odeflow.adjoint",
 }
 _ERRORS = (
     "OdeflowError", "InputError", "InputTypeError", "ShapeError", "DataFormatError",

@@ -1,0 +1,146 @@
+"""Forward and forward+gradient cost of a neural ODE, per gradient mode, against torchdiffeq.
+
+MLP dynamics 2 -> 64 -> 64 -> 2 (tanh), batch 256, t in [0, 1], dopri5 at
+rtol = atol = 1e-5, float64 on the CPU. For each of odeflow's modes
+(backprop through the solver, adjoint backsolve, adjoint checkpoint) and, when
+installed, torchdiffeq's ``odeint`` and ``odeint_adjoint``: median wall time of
+the forward solve alone and of forward + gradient, with the forward and
+backward evaluation counts. One JSON object per line; ratios are taken against
+torchdiffeq's same mode measured in the same run.
+
+    python scripts/bench_gradients.py [--repeats 11]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+import odeflow
+from odeflow import Tensor, nn
+from odeflow.autodiff import ops
+
+RTOL = ATOL = 1e-5
+SIZES = (2, 64, 64, 2)
+BATCH = 256
+
+
+class Dynamics(nn.Module):
+    def __init__(self, rng):
+        self.net = nn.MLP(SIZES, activation="tanh", rng=rng)
+        self.nfe = 0
+
+    def forward(self, t, y):
+        self.nfe += 1
+        return self.net(y)
+
+
+def median(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def odeflow_rows(repeats, y0v, weights):
+    func = Dynamics(np.random.default_rng(0))
+    t = np.array([0.0, 1.0])
+    rows = {}
+    for mode in ("backprop", "backsolve", "checkpoint"):
+        def forward(mode=mode):
+            with odeflow.no_grad():
+                return odeflow.odeint(func, y0v, t, rtol=RTOL, atol=ATOL)
+
+        def gradient(mode=mode, stats=None):
+            func.zero_grad()
+            y0 = Tensor(y0v)
+            if mode == "backprop":
+                ys = odeflow.odeint(func, y0, t, rtol=RTOL, atol=ATOL)
+            else:
+                ys = odeflow.odeint_adjoint(func, y0, t, rtol=RTOL, atol=ATOL, adjoint_mode=mode,
+                                            stats=stats)
+            ops.sum(ys[-1] * weights).backward()
+        func.nfe = 0
+        forward()
+        nfe_forward = func.nfe
+        func.nfe = 0
+        gradient()
+        nfe_total = func.nfe
+        rows[mode] = {"forward_s": median(forward, repeats), "forward_gradient_s": median(gradient, repeats),
+                      "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total}
+    return rows
+
+
+def torch_rows(repeats, y0v, weights):
+    try:
+        import torch
+        import torchdiffeq
+    except ImportError:
+        return {}
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+
+    class F(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
+                                           torch.nn.Tanh(), torch.nn.Linear(64, 2))
+            self.nfe = 0
+
+        def forward(self, t, y):
+            self.nfe += 1
+            return self.net(y)
+    func = F()
+    y0 = torch.tensor(y0v)
+    w = torch.tensor(weights)
+    t = torch.tensor([0.0, 1.0])
+    rows = {}
+    for name, solver in (("backprop", torchdiffeq.odeint), ("backsolve", torchdiffeq.odeint_adjoint)):
+        def forward(solver=solver):
+            with torch.no_grad():
+                return solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
+
+        def gradient(solver=solver):
+            func.zero_grad()
+            ys = solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
+            (ys[-1] * w).sum().backward()
+        func.nfe = 0
+        forward()
+        nfe_forward = func.nfe
+        func.nfe = 0
+        gradient()
+        nfe_total = func.nfe
+        rows[name] = {"forward_s": median(forward, repeats), "forward_gradient_s": median(gradient, repeats),
+                      "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total,
+                      "peer": f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
+                              f"{torch.get_num_threads()} threads)"}
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=11)
+    args = parser.parse_args()
+    rng = np.random.default_rng(1)
+    y0v = rng.normal(size=(BATCH, 2))
+    weights = rng.normal(size=(BATCH, 2))
+    ours = odeflow_rows(args.repeats, y0v, weights)
+    peers = torch_rows(args.repeats, y0v, weights)
+    for mode, row in ours.items():
+        out = {"library": "odeflow", "mode": mode, **row}
+        if mode in peers:
+            out["torchdiffeq_over_odeflow_forward"] = peers[mode]["forward_s"] / row["forward_s"]
+            out["torchdiffeq_over_odeflow_forward_gradient"] = (peers[mode]["forward_gradient_s"]
+                                                                / row["forward_gradient_s"])
+        print(json.dumps(out), flush=True)
+    for mode, row in peers.items():
+        print(json.dumps({"library": "torchdiffeq", "mode": mode, **row}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

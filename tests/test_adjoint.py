@@ -1,0 +1,242 @@
+"""Gradients through ODE solutions: adjoint (backsolve, checkpoint) vs backprop vs closed form vs FD."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from scipy.linalg import expm, expm_frechet
+
+import odeflow
+from odeflow import Tensor, nn
+from odeflow.autodiff import ops
+from odeflow.errors import GradientError, InputError
+
+MODES = ["backsolve", "checkpoint", "backprop"]
+
+
+def _solve(mode, func, y0, t, **kw):
+    if mode == "backprop":
+        return odeflow.odeint(func, y0, t, **kw)
+    return odeflow.odeint_adjoint(func, y0, t, adjoint_mode=mode, **kw)
+
+
+class Linear(nn.Module):
+    """dy/dt = A y (rows of a batch), A a Parameter."""
+
+    def __init__(self, A):
+        self.A = nn.Parameter(A)
+
+    def forward(self, t, y):
+        return y @ self.A.T
+
+
+class Dynamics(nn.Module):
+    """A small time-dependent MLP: dy/dt = W2 tanh(W1 [y, t] + b1) + b2."""
+
+    def __init__(self, dim, hidden, rng, scale=1.0):
+        self.net = nn.MLP((dim + 1, hidden, dim), activation="tanh", rng=rng)
+        self.scale = scale
+
+    def forward(self, t, y):
+        tt = ops.broadcast_to(Tensor(np.asarray(t, y.dtype)), y.shape[:-1] + (1,))
+        return self.net(ops.concatenate([y, tt], axis=-1)) * self.scale
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_linear_ode_gradients_match_the_closed_form(mode):
+    # L = w^T y(T),  y(T) = expm(A T) y0:  dL/dy0 = expm(A T)^T w,
+    # dL/dA = Frechet derivative of expm, dL/dT = w^T A expm(A T) y0, dL/dt0 = -dL/dT
+    rng = np.random.default_rng(1)
+    n, T = 3, 1.3
+    A = rng.normal(size=(n, n)) / 2
+    w, y0v = rng.normal(size=n), rng.normal(size=n)
+    func = Linear(A.copy())
+    y0 = Tensor(y0v, requires_grad=True)
+    t = Tensor([0.0, T], requires_grad=True)
+    ys = _solve(mode, func, y0, t, rtol=1e-11, atol=1e-12)
+    (ys[-1] * w).sum().backward()
+    E = expm(A * T)
+    dA = np.array([[w @ expm_frechet(A * T, T * np.eye(n)[:, [i]] @ np.eye(n)[[j]], compute_expm=False) @ y0v
+                    for j in range(n)] for i in range(n)])
+    dT = w @ A @ E @ y0v
+    np.testing.assert_allclose(y0.grad.data, E.T @ w, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(func.A.grad.data, dA, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(t.grad.data, [-dT, dT], rtol=1e-7, atol=1e-9)
+
+
+def _loss_weights(shape, seed):
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+def _fd_grads(func, y0, t, weights, params, eps=1e-5):
+    """Central differences of L = sum(weights * y(t)) w.r.t. y0, t and every parameter entry,
+    from forward solves at rtol = atol = 1e-13 (their noise ~1e-13 / eps stays below 1e-7)."""
+    def loss(y0v, tv):
+        return float(np.sum(weights * odeflow.odeint(
+            lambda s, y: func(s, Tensor(y)).data, y0v, tv, rtol=1e-13, atol=1e-13)))
+
+    def central(vec, set_and_eval):
+        g = np.zeros_like(vec)
+        for k in range(vec.size):
+            old = vec.flat[k]
+            vec.flat[k] = old + eps
+            up = set_and_eval()
+            vec.flat[k] = old - eps
+            down = set_and_eval()
+            vec.flat[k] = old
+            g.flat[k] = (up - down) / (2 * eps)
+        return g
+    y0c, tc = y0.copy(), t.copy()
+    g_y0 = central(y0c, lambda: loss(y0c, tc))
+    g_t = central(tc, lambda: loss(y0c, tc))
+    g_p = [central(p.data, lambda: loss(y0c, tc)) for p in params]
+    return g_y0, g_t, g_p
+
+
+def _rel(a, b):
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
+
+
+@settings(max_examples=6, deadline=None)
+@given(dim=st.integers(1, 3), batch=st.sampled_from([(), (2,), (2, 2)]), n_t=st.integers(2, 4),
+       backwards=st.booleans(), seed=st.integers(0, 1000))
+def test_mlp_dynamics_adjoint_backprop_and_finite_differences_agree(dim, batch, n_t, backwards, seed):
+    rng = np.random.default_rng(seed)
+    func = Dynamics(dim, 5, rng)
+    y0v = rng.normal(size=batch + (dim,))
+    tv = np.sort(rng.uniform(0.0, 1.0, size=n_t)) + np.arange(n_t) * 0.1
+    if backwards:
+        tv = tv[::-1].copy()
+    weights = _loss_weights((n_t,) + y0v.shape, seed)
+    fd_y0, fd_t, fd_p = _fd_grads(func, y0v, tv, weights, func.parameters())
+    for mode in MODES:
+        func.zero_grad()
+        y0 = Tensor(y0v, requires_grad=True)
+        t = Tensor(tv, requires_grad=True)
+        ys = _solve(mode, func, y0, t, rtol=1e-10, atol=1e-10)
+        assert ys.shape == (n_t,) + y0v.shape
+        ops.sum(ys * weights).backward()
+        assert _rel(y0.grad.data, fd_y0) <= 1e-6, mode
+        assert _rel(t.grad.data, fd_t) <= 1e-6, mode
+        for p, g in zip(func.parameters(), fd_p):
+            assert _rel(p.grad.data, g) <= 1e-6, mode
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_state_keeps_working_with_looser_tolerance(mode):
+    rng = np.random.default_rng(3)
+    func = Dynamics(2, 8, rng)
+    y0v = rng.normal(size=(4, 2))
+    grads = {}
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 1e-4)):
+        func32 = Dynamics(2, 8, np.random.default_rng(3))
+        for p, q in zip(func32.parameters(), func.parameters()):
+            p.data = q.data.astype(dtype)
+        y0 = Tensor(y0v.astype(dtype), requires_grad=True)
+        ys = _solve(mode, func32, y0, np.array([0.0, 0.5, 1.0]), rtol=tol, atol=tol)
+        assert ys.dtype == dtype
+        ops.sum(ys ** 2).backward()
+        grads[dtype] = (y0.grad.data, [p.grad.data for p in func32.parameters()])
+    assert grads[np.float32][0].dtype == np.float32
+    np.testing.assert_allclose(grads[np.float32][0], grads[np.float64][0], rtol=1e-3, atol=1e-3)
+
+
+def _dissipative_setup():
+    # y1' = -20 y1 decays like exp(-20 t); y2' = -y2/2 + theta tanh(y1) carries the loss.
+    # Backsolve rebuilds y1 backwards from y1(T) ~ 4e-18, whose absolute forward error
+    # (~atol) grows by exp(40) ~ 2e17, so tanh(y1) is wrong where a2 is not small
+    # (Gholami et al. 2019, ANODE; Zhuang et al. 2020, ACA).
+    theta = nn.Parameter(np.array([0.7]))
+
+    def func(t, y):
+        y1, y2 = y[..., 0:1], y[..., 1:2]
+        return ops.concatenate([-20.0 * y1, -0.5 * y2 + theta * ops.tanh(y1)], axis=-1)
+    return func, theta, np.array([1.0, 0.0])
+
+
+def test_backsolve_is_measurably_wrong_on_dissipative_dynamics_and_checkpoint_is_right():
+    func, W, y0v = _dissipative_setup()
+    t = np.array([0.0, 2.0])
+    results = {}
+    for mode in ("backsolve", "checkpoint", "backprop"):
+        W.grad = None
+        ys = _solve(mode, func, Tensor(y0v), t, rtol=1e-6, atol=1e-8)
+        ys[-1, 1].backward()
+        results[mode] = W.grad.data.copy()
+    # reference: the same loss by central differences at tight tolerance
+    def loss():
+        return float(odeflow.odeint(lambda s, y: func(s, Tensor(y)).data, y0v, t,
+                                    rtol=1e-12, atol=1e-14)[-1, 1])
+    ref = np.zeros_like(W.data)
+    for k in range(W.data.size):
+        old = W.data.flat[k]
+        W.data.flat[k] = old + 1e-6
+        up = loss()
+        W.data.flat[k] = old - 1e-6
+        down = loss()
+        W.data.flat[k] = old
+        ref.flat[k] = (up - down) / 2e-6
+    assert _rel(results["checkpoint"], ref) < 1e-3
+    assert _rel(results["backprop"], ref) < 1e-3
+    assert _rel(results["backsolve"], ref) > 1e-1  # the reconstruction error dominates
+
+
+def test_seminorm_lowers_backward_nfe_without_changing_the_gradient():
+    rng = np.random.default_rng(11)
+    func = Dynamics(2, 32, rng)
+    y0 = Tensor(rng.normal(size=(16, 2)))
+    t = np.linspace(0.0, 5.0, 3)
+    out = {}
+    for norm in ("rms", "seminorm"):
+        func.zero_grad()
+        stats = {}
+        ys = odeflow.odeint_adjoint(func, y0, t, rtol=1e-7, atol=1e-7, stats=stats,
+                                    adjoint_options={"norm": norm})
+        ops.sum(ys ** 2).backward()
+        out[norm] = (stats["backward"]["nfe"], [p.grad.data.copy() for p in func.parameters()])
+    assert out["seminorm"][0] < out["rms"][0]
+    for g_semi, g_rms in zip(out["seminorm"][1], out["rms"][1]):
+        np.testing.assert_allclose(g_semi, g_rms, rtol=1e-5, atol=1e-6)
+
+
+def test_forward_and_backward_nfe_are_reported():
+    func = Dynamics(2, 8, np.random.default_rng(0))
+    stats = {}
+    ys = odeflow.odeint_adjoint(func, Tensor(np.ones((3, 2))), [0.0, 1.0], stats=stats)
+    assert stats["forward"]["nfe"] > 0 and "backward" not in stats
+    ops.sum(ys).backward()
+    assert stats["backward"]["nfe"] > 0
+
+
+def test_func_without_parameters_still_gives_y0_and_t_gradients():
+    y0 = Tensor([1.0, 2.0], requires_grad=True)
+    t = Tensor([0.0, 1.0], requires_grad=True)
+    ys = odeflow.odeint_adjoint(lambda s, y: -0.5 * y, y0, t, rtol=1e-10, atol=1e-12)
+    ops.sum(ys[-1]).backward()
+    np.testing.assert_allclose(y0.grad.data, np.exp(-0.5) * np.ones(2), rtol=1e-8)
+    dT = -0.5 * np.exp(-0.5) * 3.0
+    np.testing.assert_allclose(t.grad.data, [-dT, dT], rtol=1e-8)
+
+
+def test_ndarray_captured_in_a_closure_is_named_not_silently_ignored():
+    W = np.eye(2)
+
+    def func(t, y):
+        return y @ W
+
+    with pytest.raises(GradientError, match=r"`W` \(shape \(2, 2\)\).*adjoint_params"):
+        odeflow.odeint_adjoint(func, Tensor(np.ones(2), requires_grad=True), [0.0, 1.0])
+    # saying which Tensors to differentiate (none) treats W as a constant
+    y0 = Tensor(np.ones(2), requires_grad=True)
+    ops.sum(odeflow.odeint_adjoint(func, y0, [0.0, 1.0], adjoint_params=())[-1]).backward()
+    np.testing.assert_allclose(y0.grad.data, np.e * np.ones(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(adjoint_mode="reverse"), InputError, r"`adjoint_mode` must be one of backsolve, checkpoint; got 'reverse'"),
+    (dict(adjoint_options={"norm": "max"}), InputError, r"`adjoint_options\['norm'\]` must be 'rms' or 'seminorm'"),
+    (dict(adjoint_params=[np.ones(2)]), odeflow.InputTypeError, r"`adjoint_params\[0\]` must be a Tensor"),
+    (dict(adjoint_params=[Tensor(np.ones(2))]), GradientError, r"`adjoint_params\[0\]` \(shape \(2,\)\) does not require grad"),
+    (dict(method="rk45"), InputError, r"`method` must be one of"),
+])
+def test_bad_adjoint_arguments(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        odeflow.odeint_adjoint(lambda s, y: -y, Tensor(np.ones(2)), [0.0, 1.0], **kwargs)

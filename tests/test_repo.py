@@ -21,7 +21,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
 
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     from odeflow.cli import main
-    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--quick", "--only", "solvers", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert re.search(r"accepted steps\s+217\s+217", out)
-    assert (tmp_path / "demo_results.json").exists() and (tmp_path / "arenstorf.png").exists()
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "solvers" / "arenstorf.png").exists()

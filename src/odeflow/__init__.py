@@ -36,7 +36,7 @@ _EXPORTS = {
 _ERRORS = (
     "OdeflowError", "InputError", "InputTypeError", "ShapeError", "DataFormatError",
     "SolverError", "StepSizeUnderflowError", "MaxStepsExceededError",
-    "NonFiniteDerivativeError", "GradientError", "ToleranceWarning",
+    "NonFiniteDerivativeError", "GradientError", "ToleranceWarning", "TrainingError",
 )
 for _name in _ERRORS:
     _EXPORTS[_name] = "odeflow.errors"

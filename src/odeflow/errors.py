@@ -26,6 +26,7 @@ __all__ = [
     "NonFiniteDerivativeError",
     "GradientError",
     "ToleranceWarning",
+    "TrainingError",
 ]
 
 
@@ -91,3 +92,8 @@ class NonFiniteDerivativeError(SolverError):
 class ToleranceWarning(UserWarning):
     """A tolerance was changed to a usable value (for example ``rtol`` raised to
     100 times the machine epsilon of the state's dtype, as scipy does)."""
+
+
+class TrainingError(OdeflowError, RuntimeError):
+    """Training stopped because the loss (or a gradient) became non-finite; the
+    last good checkpoint is left untouched."""

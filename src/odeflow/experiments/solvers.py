@@ -1,4 +1,4 @@
-"""``odeflow demo``: the solver on classic problems, checked against published
+"""The solver on classic problems (the first part of ``odeflow demo``), checked against published
 numbers and timed against scipy in the same run.
 
 1. The Arenstorf orbit with Hairer's DOPRI5 settings: step counts and end state
@@ -9,13 +9,11 @@ numbers and timed against scipy in the same run.
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run"]
+__all__ = ["demo"]
 
 _MU = 0.012277471
 _Y0 = np.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224])
@@ -52,17 +50,17 @@ def _median_seconds(fn, repeats):
     return float(np.median(times))
 
 
-def run(args) -> int:
+def demo(out_dir, quick) -> dict:
     import numba
     from scipy.integrate import solve_ivp
 
     import odeflow
+    from odeflow.experiments.common import matplotlib_pyplot, output_dir, save_figure
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    repeats = 3 if args.quick else 15
+    out_dir = output_dir(out_dir)
+    repeats = 3 if quick else 15
 
-    print("odeflow demo: adaptive Dormand-Prince 5(4) on classic problems\n")
+    print("== The solver: adaptive Dormand-Prince 5(4) on classic problems\n")
     sol = odeflow.solve(_arenstorf, _Y0, np.linspace(0.0, _T, 400), rtol=1e-7, atol=1e-7,
                         options={"first_step": 1e-4, "controller": "pi"})
     print("1. Arenstorf orbit, rtol = atol = 1e-7, first step 1e-4 (Hairer's DOPRI5 settings)")
@@ -90,26 +88,19 @@ def run(args) -> int:
             print(f"   {name:12s}{k:22s}{nfes[k]:>7d}{times[k] * 1e3:>11.3f}{ratio:>8.1f}x")
             rows.append({"problem": name, "solver": k, "nfe": nfes[k], "median_s": times[k],
                          "speedup_vs_rk45": ratio})
-    (out_dir / "demo_results.json").write_text(json.dumps(
-        {"arenstorf": {"stats": sol.stats, "y_end": sol.y[-1].tolist(), "hairer": _HAIRER},
-         "timings": rows}, indent=2))
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    summary = {"arenstorf": {"stats": sol.stats, "y_end": sol.y[-1].tolist(), "hairer": _HAIRER},
+               "timings": rows}
+    plt = matplotlib_pyplot()
+    if plt is None:
         print("\n(matplotlib not installed: no figure; pip install 'odeflow[examples]')")
-    else:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        ax.plot(sol.y[:, 0], sol.y[:, 1], lw=1, label="dense output, 400 points")
-        # the output times do not change the steps: the same solve shows both
-        ax.plot(sol.y_steps[:, 0], sol.y_steps[:, 1], ".", ms=3, label="accepted steps")
-        ax.set_xlabel("y1")
-        ax.set_ylabel("y2")
-        ax.set_title("Arenstorf orbit, dopri5")
-        ax.legend(loc="lower left", fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "arenstorf.png", dpi=120)
-        plt.close(fig)
-    print(f"\nresults written to {out_dir.resolve()}/")
-    return 0
+        return summary
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot(sol.y[:, 0], sol.y[:, 1], lw=1, label="dense output, 400 points")
+    # the output times do not change the steps: the same solve shows both
+    ax.plot(sol.y_steps[:, 0], sol.y_steps[:, 1], ".", ms=3, label="accepted steps")
+    ax.set_xlabel("y1")
+    ax.set_ylabel("y2")
+    ax.set_title("Arenstorf orbit, dopri5")
+    ax.legend(loc="lower left", fontsize=8)
+    save_figure(fig, out_dir / "arenstorf.png")
+    return summary

@@ -1,0 +1,87 @@
+"""Plumbing shared by the experiments: checkpoints, progress bars, figures, stopping rules."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from odeflow.errors import TrainingError
+
+__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure"]
+
+
+def output_dir(path) -> Path:
+    """Create (if needed) and return the output folder ``path``."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def atomic_savez(path, **arrays) -> Path:
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically.
+
+    The data go to a temporary file in the same folder, which then replaces
+    ``path`` (``os.replace`` is atomic on POSIX and Windows): an interrupted
+    run never leaves a half-written checkpoint behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_npz(path) -> dict:
+    """Load every array of an ``.npz`` file into a dict."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def progress(iterable, **kwargs):
+    """``tqdm(iterable, **kwargs)`` when tqdm is installed, else the iterable itself."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return iterable
+    kwargs.setdefault("dynamic_ncols", True)
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, **kwargs)
+
+
+def check_finite(value, what, step):
+    """Raise :class:`~odeflow.errors.TrainingError` if ``value`` is not finite."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise TrainingError(f"{what} became {value} at step {step}; stopping (the last checkpoint "
+                            f"is left as it was). Try a smaller learning rate or tighter tolerances.")
+    return value
+
+
+def save_figure(fig, path) -> Path:
+    """Save a matplotlib figure as PNG and close it."""
+    import matplotlib.pyplot as plt
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def matplotlib_pyplot():
+    """pyplot on the non-interactive Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

@@ -240,3 +240,43 @@ def test_ndarray_captured_in_a_closure_is_named_not_silently_ignored():
 def test_bad_adjoint_arguments(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         odeflow.odeint_adjoint(lambda s, y: -y, Tensor(np.ones(2)), [0.0, 1.0], **kwargs)
+
+
+def test_backprop_takes_the_same_steps_as_the_array_solver():
+    func = Dynamics(2, 8, np.random.default_rng(5))
+    y0v = np.random.default_rng(6).normal(size=(4, 2))
+    stats = {}
+    odeflow.odeint_backprop(func, Tensor(y0v), [0.0, 0.7, 2.0], rtol=1e-6, atol=1e-8, stats=stats)
+    ref = odeflow.solve(lambda s, y: func(s, Tensor(y)).data, y0v, [0.0, 0.7, 2.0], rtol=1e-6, atol=1e-8)
+    assert stats["forward"] == ref.stats
+
+
+def test_backprop_through_fixed_step_rk4_is_the_exact_discrete_gradient():
+    # y' = a y with N rk4 steps of size h: y_N = R(a h)^N y0, R(z) = 1 + z + z^2/2 + z^3/6 + z^4/24
+    a, T, N = -0.8, 2.0, 5
+    h = T / N
+    y0 = Tensor([1.5], requires_grad=True)
+    coef = Tensor([a], requires_grad=True)
+    ys = odeflow.odeint(lambda s, y: coef * y, y0, [0.0, T], method="rk4", options={"step_size": h})
+    ys[-1, 0].backward()
+    z = a * h
+    R = 1 + z + z ** 2 / 2 + z ** 3 / 6 + z ** 4 / 24
+    dR = h * (1 + z + z ** 2 / 2 + z ** 3 / 6)
+    np.testing.assert_allclose(ys.data[-1, 0], R ** N * 1.5, rtol=1e-14)
+    np.testing.assert_allclose(y0.grad.data, [R ** N], rtol=1e-13)
+    np.testing.assert_allclose(coef.grad.data, [N * R ** (N - 1) * dR * 1.5], rtol=1e-13)
+
+
+def test_backprop_blow_up_raises_with_the_rows_done():
+    t = np.linspace(0.0, 2.0, 21)
+    with pytest.raises(odeflow.SolverError) as info:
+        odeflow.odeint(lambda s, y: y * y, Tensor([1.0], requires_grad=True), t)
+    sol = info.value.solution
+    assert 0.99 < info.value.t < 1.001 and np.all(np.isfinite(sol.y))
+    early = sol.t < 0.95
+    np.testing.assert_allclose(sol.y[early, 0], 1.0 / (1.0 - sol.t[early]), rtol=1e-6)
+
+
+def test_backprop_func_returning_the_wrong_shape():
+    with pytest.raises(odeflow.ShapeError, match=r"shape of `y0` \(2,\).*returned shape \(1,\)"):
+        odeflow.odeint(lambda s, y: y[:1], Tensor(np.ones(2)), [0.0, 1.0])

@@ -1,25 +1,23 @@
 """Backpropagation through the solver ("discretize-then-optimize").
 
 When ``odeflow.odeint`` receives a Tensor ``y0`` it differentiates the
-numerical solution itself: the exact gradient of what the solver computed,
-not of the true ODE solution.
+numerical solution itself: the exact gradient of what the solver computed, not
+of the true ODE solution. The step loop below is the one of
+:mod:`odeflow.solvers.loop` run on Tensors: every stage is an engine op, so the
+backward walk sees each step. Step-size decisions use values only (the error
+ratio, the controller and the step bounds are the same jitted kernels as the
+array solver's) and are not differentiated; a rejected attempt's graph is simply
+dropped. Memory grows with the number of steps: use
+:func:`odeflow.odeint_adjoint` for O(1) memory.
 
-How: the array solver first runs the adaptive loop on values only (fast,
-jitted kernels) and records the accepted steps; then those steps are replayed
-with the engine's ops, which builds the graph. Step-size decisions are not
-differentiated (they never are: the accepted ``h`` are constants), and rejected
-attempts contribute nothing to the result, so replaying only the accepted
-steps gives the same values and the full gradient. It costs one extra pass of
-``6 * n_accepted`` evaluations, in exchange for a single control loop
-(:mod:`odeflow.solvers.loop`) instead of a second one written on Tensors.
-Memory grows with the number of steps (every stage is kept for the backward
-walk): use :func:`odeflow.odeint_adjoint` for O(1) memory.
+It is a second loop rather than the array loop itself because Tensors cannot
+enter Numba's nopython mode and the array loop works in place.
 
 Gradients w.r.t. the times ``t`` (a Tensor requiring grad): moving an output
 time ``t_i`` moves the output along the solution, ``d y(t_i) / d t_i =
 f(t_i, y(t_i))``; moving ``t_0`` shifts the whole trajectory, ``dL/dt_0 =
 -a(t_0) . f(t_0, y_0)`` (Chen et al. 2018, Appendix B). Both enter the graph as
-value-preserving terms ``(t_i - t_i.data) * f_i``, zero in value, with the
+value-preserving terms ``(t_i - t_i.data) * f_i``: zero in value, with the
 right derivative.
 """
 from __future__ import annotations
@@ -29,26 +27,17 @@ import numpy as np
 from odeflow.adjoint.common import array_func, as_tensor, time_data
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
-from odeflow.solvers.integrate import solve
-from odeflow.solvers.tableau import TABLEAUX
+from odeflow.errors import InputTypeError, ShapeError
+from odeflow.solvers import loop as _loop
+from odeflow.solvers.controller import (
+    CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
+    next_attempt, reject_factor)
+from odeflow.solvers.integrate import (
+    DEFAULT_MAX_STEPS, STATUS, failure_message, fixed_grid, prepare)
+from odeflow.solvers.kernels import error_ratio, scaled_rms
+from odeflow.solvers.solution import Solution
 
 __all__ = ["odeint_backprop"]
-
-
-def _step(func, tab, t, h, y, k0):
-    """One Runge–Kutta step on Tensors (HNW §II.1, eq. 1.8): ``(y1, stages)``.
-
-    ``k0`` is ``f(t, y)`` when already known (FSAL: the last stage of the
-    previous step), else None.
-    """
-    ks = [k0 if k0 is not None else _as_t(func(t, y))]
-    state = y
-    for i in range(1, tab.n_stages):
-        state = y + h * _sum([tab.A_arr[i, j] * ks[j] for j in range(i) if tab.A_arr[i, j] != 0.0])
-        ks.append(_as_t(func(t + tab.c_arr[i] * h, state)))
-    if not tab.fsal:  # FSAL: the last stage's state is already y1
-        state = y + h * _sum([tab.b_arr[i] * ks[i] for i in range(tab.n_stages) if tab.b_arr[i] != 0.0])
-    return state, ks
 
 
 def _sum(terms):
@@ -58,56 +47,178 @@ def _sum(terms):
     return total
 
 
-def _as_t(x):
-    return x if isinstance(x, Tensor) else Tensor(x)
+def _call(func, t, y):
+    out = func(t, y)
+    if not isinstance(out, Tensor):
+        try:
+            out = Tensor(out)
+        except InputTypeError:
+            raise InputTypeError(f"`func` must return dy/dt as a Tensor or array; returned "
+                                 f"{type(out).__name__}") from None
+    if out.shape != y.shape:
+        raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {y.shape}; "
+                         f"func(t, y) returned shape {out.shape}")
+    return out
 
 
-def _weights(P, theta):
-    """Dense-output weights ``w_i = sum_j P[i, j] theta**(j+1)`` (HNW §II.6)."""
-    return P @ theta ** np.arange(1, P.shape[1] + 1)
+def _step(func, tab, t, h, y, k0):
+    """One Runge–Kutta step on Tensors (HNW §II.1, eq. 1.8): ``(y1, stages)``.
+
+    ``k0 = f(t, y)`` is passed in (for FSAL pairs it is the last stage of the
+    previous step).
+    """
+    ks = [k0]
+    state = y
+    for i in range(1, tab.n_stages):
+        state = y + h * _sum([tab.A_arr[i, j] * ks[j] for j in range(i) if tab.A_arr[i, j] != 0.0])
+        ks.append(_call(func, t + tab.c_arr[i] * h, state))
+    if not tab.fsal:  # FSAL: the last stage's state is already y1
+        state = y + h * _sum([tab.b_arr[i] * ks[i] for i in range(tab.n_stages) if tab.b_arr[i] != 0.0])
+    return state, ks
+
+
+def _flat(x):
+    return x.data.reshape(-1)
+
+
+class _Failure(Exception):
+    """The loop stopped: status code, where, and the output rows completed."""
+
+    def __init__(self, status, t, h, rows):
+        self.status, self.t, self.h, self.rows = status, t, h, rows
+
+
+def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
+    """The adaptive loop of :func:`odeflow.solvers.loop.make_adaptive_loop` on Tensors.
+
+    Returns the output rows (Tensors); ``counts`` receives nfe and step counts.
+    Raises ``_Failure`` when the loop must stop.
+    """
+    beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
+    max_step = float(opts.get("max_step") or np.inf)
+    max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    exponent = 1.0 / (tab.error_order + 1) - 0.75 * beta
+    t0, t_end = float(t_out[0]), float(t_out[-1])
+    direction = 1.0 if t_end > t0 else -1.0
+    interval = abs(t_end - t0)
+    if opts.get("first_step"):
+        h_abs = min(float(opts["first_step"]), interval, max_step)
+    else:  # HNW §II.4 on values only: one Euler trial step
+        y0f, f0f = _flat(y), _flat(k0)
+        d0, d1 = scaled_rms(y0f, y0f, rtol, atol), scaled_rms(f0f, y0f, rtol, atol)
+        h0 = initial_guess(d0, d1, interval)
+        f1 = np.asarray(array_func(func)(t0 + direction * h0, (y0f + direction * h0 * f0f).reshape(y.shape)))
+        counts["nfe"] += 1
+        d2 = scaled_rms(f1.reshape(-1) - f0f, y0f, rtol, atol) / h0
+        h_abs = initial_step(h0, d1, d2, tab.error_order, interval, max_step)
+    rows = [y]
+    t, j, err_prev = t0, 1, PI_ERR_PREV0
+    while direction * (t_end - t) > 0.0:
+        min_step = min_step_at(t, direction)
+        h_abs = min(max(h_abs, min_step), max_step)
+        rejected_last = nonfinite_last = False
+        while True:
+            if h_abs < min_step:
+                raise _Failure(_loop.NONFINITE if nonfinite_last else _loop.UNDERFLOW, t, direction * h_abs,
+                               rows)
+            if counts["n_accepted"] + counts["n_rejected"] >= max_steps:
+                raise _Failure(_loop.MAX_STEPS, t, direction * h_abs, rows)
+            t_new, h = next_attempt(t, t_end, h_abs, direction, stretch)
+            h_abs = abs(h)
+            y1, ks = _step(func, tab, t, h, y, k0)
+            counts["nfe"] += tab.n_stages - 1
+            err = error_ratio(_flat(y), _flat(y1), h, np.stack([_flat(k) for k in ks]),
+                              tab.b_err_arr, rtol, atol)
+            if err <= 1.0:
+                factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
+                err_prev = max(err, PI_ERR_PREV0)
+                while j < t_out.size and direction * (t_out[j] - t_new) <= 0.0:
+                    if t_out[j] == t_new:
+                        rows.append(y1)
+                    else:  # inside the step: the continuous extension, on Tensors (HNW §II.6)
+                        theta = (t_out[j] - t) / h
+                        w = tab.P_arr @ theta ** np.arange(1, tab.P_arr.shape[1] + 1)
+                        rows.append(y + h * _sum([w[i] * ks[i] for i in range(tab.n_stages) if w[i] != 0.0]))
+                    j += 1
+                counts["n_accepted"] += 1
+                t, y, k0 = t_new, y1, ks[-1]
+                h_abs *= factor
+                break
+            counts["n_rejected"] += 1
+            nonfinite_last = not np.isfinite(err)
+            rejected_last = True
+            h_abs *= reject_factor(err, exponent)
+    return rows
+
+
+def _fixed(func, tab, t_out, y, k0, opts, counts):
+    """Fixed steps over the output times (and ``options['step_size']``) on Tensors."""
+    grid, is_output = fixed_grid(t_out, opts.get("step_size"))
+    max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    rows = [y]
+    if grid.size - 1 > max_steps:
+        raise _Failure(_loop.MAX_STEPS, float(grid[0]), float(grid[1] - grid[0]), rows)
+    for k in range(grid.size - 1):
+        t, h = float(grid[k]), float(grid[k + 1] - grid[k])
+        if k > 0:
+            k0 = _call(func, t, y)
+        y, _ = _step(func, tab, t, h, y, k0)
+        counts["nfe"] += tab.n_stages
+        counts["n_accepted"] += 1
+        if not np.all(np.isfinite(y.data)):
+            raise _Failure(_loop.NONFINITE, t, h, rows)
+        if is_output[k + 1]:
+            rows.append(y)
+    return rows
 
 
 def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, stats=None):
     """Solve on Tensors and differentiate through the solver's operations.
 
-    Same arguments as :func:`odeflow.odeint`, with ``y0`` (and optionally ``t``)
-    a Tensor; returns a Tensor of shape ``(len(t), *y0.shape)``. ``stats``, when
-    a dict, receives the forward statistics under ``"forward"`` (the replay's
-    evaluations are counted in ``"replay_nfe"``).
+    Same arguments, checks and errors as :func:`odeflow.solve`, with ``y0``
+    (and optionally ``t``) a Tensor and ``func`` built from engine ops.
+    Returns a Tensor of shape ``(len(t), *y0.shape)``; ``backward()`` through
+    it reaches ``y0``, ``t`` and every parameter ``func`` used. ``stats``,
+    when a dict, receives ``stats["forward"]`` (``nfe``, ``n_steps``,
+    ``n_accepted``, ``n_rejected``).
     """
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
-    sol = solve(array_func(func), y0.data, t_data, rtol=rtol, atol=atol, method=method, options=options)
-    tab = TABLEAUX[method]
-    steps = sol.t_steps
-    t_out = sol.t
-    f_out = None
-    if t_grad:  # f at the outputs, values only, for the time terms
-        fa = array_func(func)
-        f_out = [np.asarray(fa(ti, yi)) for ti, yi in zip(t_out, sol.y)]
-        y = y0 - (t[0] - float(t_out[0])) * f_out[0]
+    tab, _, t_out, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
+    y = y0
+    if t_out.size > 1:
+        k0 = _call(func, float(t_out[0]), y)
+        counts["nfe"] = 1
+        if t_grad:  # value-preserving term carrying dL/dt_0 (module docstring)
+            f0 = k0.data
+            y = y0 - (t[0] - float(t_out[0])) * f0
+            k0 = _call(func, float(t_out[0]), y)  # the first stage must see the shifted y0
+            counts["nfe"] += 1
+        try:
+            rows = (_adaptive(func, tab, t_out, y, k0, rtol_f, atol_f, opts, counts) if tab.adaptive
+                    else _fixed(func, tab, t_out, y, k0, opts, counts))
+        except _Failure as fail:
+            _raise(fail, method, counts, opts, t_out)
     else:
-        y = y0
-    rows = [y]
-    j = 1
-    nfe = 0
-    k_next = None
-    for k in range(steps.size - 1):
-        t0, t1 = float(steps[k]), float(steps[k + 1])
-        h = t1 - t0
-        nfe += tab.n_stages - (k_next is not None)
-        y1, ks = _step(func, tab, t0, h, y, k_next)
-        k_next = ks[-1] if tab.fsal else None
-        while j < t_out.size and (t_out[j] - t1) * np.sign(h) <= 0.0:
-            if t_out[j] == t1:
-                rows.append(y1)
-            else:  # inside the step: the continuous extension, on Tensors
-                w = _weights(tab.P_arr, (t_out[j] - t0) / h)
-                rows.append(y + h * _sum([w[i] * ks[i] for i in range(tab.n_stages) if w[i] != 0.0]))
-            j += 1
-        y = y1
+        rows = [y]
     if t_grad:
-        rows = [r + (t[i] - float(t_out[i])) * f_out[i] for i, r in enumerate(rows)]
+        fa = array_func(func)
+        rows = [rows[0] + (t[0] - float(t_out[0])) * f0] + [
+            r + (t[i] - float(t_out[i])) * fa(float(t_out[i]), r.data) for i, r in enumerate(rows) if i > 0]
+        counts["nfe"] += len(rows) - 1
     if stats is not None:
-        stats["forward"] = dict(sol.stats, replay_nfe=nfe)
+        stats["forward"] = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
     return ops.stack(rows, axis=0)
+
+
+def _raise(fail, method, counts, opts, t_out):
+    """Turn a loop failure into the solver's exception, with the rows done as a Solution."""
+    stats = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
+    name, error = STATUS[fail.status]
+    message = failure_message(fail.status, method, fail.t, fail.h, stats, opts)
+    ys = np.stack([r.data for r in fail.rows])
+    done = t_out[: len(fail.rows)].copy()
+    sol = Solution(done, ys, stats, name, message, method=method, t_span=(t_out[0], fail.t),
+                   record=("nodes", done, ys.reshape(len(done), -1)))
+    raise error(message, t=fail.t, h=fail.h, solution=sol) from None

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from odeflow.solvers.jit import kernel
 
 __all__ = ["SAFETY", "MIN_FACTOR", "MAX_FACTOR", "PI_BETA", "CONTROLLERS",
-           "accept_factor", "reject_factor", "initial_guess", "initial_step"]
+           "accept_factor", "reject_factor", "initial_guess", "initial_step", "min_step_at",
+           "next_attempt"]
 
 SAFETY = 0.9        # aim below the tolerance so the next step is likely accepted
 MIN_FACTOR = 0.2    # largest decrease in one attempt (Hairer's FAC1)
@@ -88,3 +91,24 @@ def initial_step(h0, d1, d2, error_order, interval, max_step):
     else:
         h1 = (0.01 / dmax) ** (1.0 / (error_order + 1))
     return min(100.0 * h0, h1, interval, max_step)
+
+
+@kernel
+def min_step_at(t, direction):
+    """The smallest step that still changes ``t``: ten units in the last place (as scipy)."""
+    return 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
+
+
+@kernel
+def next_attempt(t, t_end, h_abs, direction, stretch):
+    """The end ``t_new`` and signed size ``h = t_new - t`` of the next attempt.
+
+    A step that would pass ``t_end`` (or, with ``stretch = 1.01``, land within
+    1 % of it: Hairer's DOPRI5) ends exactly on ``t_end``; output times inside
+    the interval never shorten a step.
+    """
+    h = direction * h_abs
+    t_new = t + h
+    if direction * (t + stretch * h - t_end) > 0.0:
+        t_new = t_end
+    return t_new, t_new - t

@@ -28,7 +28,7 @@ __all__ = ["odeint", "solve", "METHODS"]
 METHODS = tuple(TABLEAUX)
 DEFAULT_MAX_STEPS = 100_000  # Hairer's NMAX
 
-_STATUS = {
+STATUS = {
     _loop.SUCCESS: ("success", None),
     _loop.UNDERFLOW: ("step_size_underflow", StepSizeUnderflowError),
     _loop.MAX_STEPS: ("max_steps_exceeded", MaxStepsExceededError),
@@ -58,7 +58,7 @@ def _run(kind, func, args):
     return out, seconds
 
 
-def _first_derivative(func, t0, y0, shape):
+def first_derivative(func, t0, y0, shape):
     """``func(t0, y0)`` flattened, with its shape checked against ``y0``."""
     f0 = func(t0, y0.reshape(shape))
     try:
@@ -71,7 +71,9 @@ def _first_derivative(func, t0, y0, shape):
     return np.ascontiguousarray(f0).reshape(-1)
 
 
-def _setup(func, y0, t, rtol, atol, method, options):
+def prepare(func, y0, t, rtol, atol, method, options):
+    """Check every argument (before any evaluation); return ``(tableau, y0, t, rtol, atol, options)``
+    with ``y0`` an ndarray copy, ``t`` float64 and the tolerances flat float64 arrays."""
     if not callable(func):
         raise InputTypeError(f"`func` must be callable as func(t, y); got {type(func).__name__}")
     if not isinstance(method, str) or method not in TABLEAUX:
@@ -152,7 +154,7 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
 
 
 def _solve(func, y0, t, rtol, atol, method, options, store):
-    tab, y0, t, rtol, atol, opts = _setup(func, y0, t, rtol, atol, method, options)
+    tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
     shape = y0.shape
     flat = np.ascontiguousarray(y0).reshape(-1)
     stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
@@ -163,13 +165,13 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
     if not tab.adaptive:
-        grid, is_output = _fixed_grid(t, opts.get("step_size"))
+        grid, is_output = fixed_grid(t, opts.get("step_size"))
         if grid.size - 1 > max_steps:
             raise MaxStepsExceededError(
                 f"method {method!r} needs {grid.size - 1} steps for `t` with step_size "
                 f"{opts.get('step_size')!r}, more than options['max_steps'] = {max_steps}",
                 t=t[0], h=float(grid[1] - grid[0]))
-    f0 = _first_derivative(func, t[0], flat, shape)
+    f0 = first_derivative(func, t[0], flat, shape)
     if not np.all(np.isfinite(f0)):
         sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
                        "func(t0, y0) is not finite", method=method, t_span=(t[0], t[0]),
@@ -196,9 +198,9 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1] if store else rec_y)
     if seconds:
         stats["compile_seconds"] = seconds
-    name, error = _STATUS[status]
+    name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
-    message = "reached the end of the interval" if error is None else _failure_message(
+    message = "reached the end of the interval" if error is None else failure_message(
         status, method, t_stop, h, stats, opts)
     sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
                    t_span=(t[0], t_stop if error else t[-1]), record=record)
@@ -207,7 +209,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
     return sol
 
 
-def _fixed_grid(t, step_size):
+def fixed_grid(t, step_size):
     """Nodes of a fixed-step solve: the output times plus, when ``step_size`` is
     given, a uniform grid from ``t[0]`` in the direction of ``t``."""
     if step_size is None:
@@ -223,7 +225,7 @@ def _fixed_grid(t, step_size):
     return grid, np.isin(grid, t)
 
 
-def _failure_message(status, method, t, h, stats, opts):
+def failure_message(status, method, t, h, stats, opts):
     where = f"at t = {float(t)!r} with step size h = {float(h)!r} after {stats['n_steps']} steps ({stats['nfe']} evaluations)"
     if status == _loop.UNDERFLOW:
         return (f"{method}: step size underflow {where}: the tolerances cannot be met with a step "

@@ -28,7 +28,8 @@ import numpy as np
 
 from odeflow.solvers.jit import kernel
 from odeflow.solvers.controller import (
-    PI_ERR_PREV0, accept_factor, initial_guess, initial_step, reject_factor)
+    PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
+    reject_factor)
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
 
@@ -125,8 +126,7 @@ def make_adaptive_loop(func):
         err_prev = PI_ERR_PREV0
         status = SUCCESS
         while direction * (t_end - t) > 0.0:
-            # the smallest step that still changes t (as scipy's RK45)
-            min_step = 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
+            min_step = min_step_at(t, direction)
             h_abs = min(max(h_abs, min_step), max_step)
             rejected_last = False
             nonfinite_last = False
@@ -137,11 +137,7 @@ def make_adaptive_loop(func):
                 if n_acc + n_rej >= max_steps:
                     status = MAX_STEPS
                     break
-                h = direction * h_abs
-                t_new = t + h
-                if direction * (t + stretch * h - t_end) > 0.0:
-                    t_new = t_end  # last step: land exactly on the end point
-                h = t_new - t
+                t_new, h = next_attempt(t, t_end, h_abs, direction, stretch)
                 h_abs = abs(h)
 
                 for i in range(1, s):

@@ -218,3 +218,10 @@ def test_array_tolerances_broadcast_per_component(controller):
     exact = cos_growth_exact(y0, [1.0])[0]
     err = np.abs(sol.y[-1].ravel() - exact) / np.abs(exact)
     assert err[0] < 1e-6 and err[1] < 1e-2
+
+
+def test_without_dense_output_the_step_record_is_not_kept():
+    sol = odeflow.solve(decay, np.ones(1), [0.0, 1.0], dense_output=False)
+    assert sol.success and sol._record is None
+    with pytest.raises(odeflow.InputError, match="dense_output=False"):
+        sol.interpolate(0.5)

@@ -76,7 +76,7 @@ def test_blow_up_raises_with_partial_solution_and_no_nan_rows():
     # y' = y^2, y(0) = 1: y = 1/(1 - t) blows up at t = 1
     t = np.linspace(0.0, 2.0, 21)
     with pytest.raises(SolverError) as info:
-        odeflow.odeint(lambda t, y: y * y, np.ones(1), t)
+        odeflow.solve(lambda t, y: y * y, np.ones(1), t)
     err = info.value
     assert isinstance(err, (StepSizeUnderflowError, NonFiniteDerivativeError))
     assert 0.99 < err.t < 1.001 and abs(err.h) < 1e-3  # the numerical singularity

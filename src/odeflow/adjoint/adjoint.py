@@ -50,7 +50,6 @@ from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, enable_grad
 from odeflow.errors import InputError
-from odeflow.solvers.integrate import odeint as _odeint
 from odeflow.solvers.integrate import solve as _solve
 
 __all__ = ["odeint_adjoint", "ADJOINT_MODES"]
@@ -203,7 +202,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     checkpoint = adjoint_mode == "checkpoint"
     f_arrays = array_func(func)
     # forward: values only, no graph (O(1) memory for backsolve)
-    sol = _solve(f_arrays, y0.data, t_data, rtol=rtol, atol=atol, method=method, options=options)
+    sol = _solve(f_arrays, y0.data, t_data, rtol=rtol, atol=atol, method=method, options=options,
+                 dense_output=checkpoint)
     if stats is not None:
         stats["forward"] = dict(sol.stats)
     ys = sol.y
@@ -237,7 +237,7 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         for i in range(m - 1, 0, -1):
             z0 = layout.pack(ys[i], a, a_theta)
             out = _solve(augmented, z0, [t_data[i], t_data[i - 1]], rtol=rtol_z, atol=atol_z,
-                         method=b_method, options=back_options or None)
+                         method=b_method, options=back_options or None, dense_output=False)
             n_steps += out.stats["n_steps"]
             _, a, a_theta = layout.unpack(out.y[-1])
             a = a.copy()

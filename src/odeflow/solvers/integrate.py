@@ -88,7 +88,7 @@ def prepare(func, y0, t, rtol, atol, method, options):
     return tab, y0, t, rtol, atol, opts
 
 
-def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
 
     Parameters
@@ -118,6 +118,11 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
         scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
         from one output time to the next; outputs always land on nodes),
         ``max_steps``.
+    dense_output : bool, default True
+        Keep every accepted step's interpolation polynomial (memory grows with
+        the number of steps) for :meth:`Solution.interpolate`,
+        :attr:`Solution.t_steps` and :attr:`Solution.y_steps`. With False the
+        memory stays independent of the number of steps and those raise.
 
     Returns
     -------
@@ -141,7 +146,7 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
     .. [2] E. Hairer, S. P. Nørsett, G. Wanner, "Solving Ordinary Differential
            Equations I", 2nd ed., Springer 1993, §II.4-II.6 and §IV.2.
     """
-    return _solve(func, y0, t, rtol, atol, method, options, store=True)
+    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output))
 
 
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
@@ -189,13 +194,13 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
         stats.update(nfe=int(nfe), n_steps=int(n_acc + n_rej), n_accepted=int(n_acc),
                      n_rejected=int(n_rej))
-        record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop)
+        record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, flat, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
         out, seconds = _run("fixed", func, args)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
-        record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1] if store else rec_y)
+        record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
     if seconds:
         stats["compile_seconds"] = seconds
     name, error = STATUS[status]

@@ -37,16 +37,22 @@ class Solution:
         self.message = message
         self.method = method
         self._t_span = t_span      # (t0, t_reached)
-        self._record = record      # step record for interpolate, or None
+        self._record = record      # step record for interpolate (None: dense_output=False)
 
     @property
     def success(self) -> bool:
         return self.status == "success"
 
+    def _steps_record(self):
+        if self._record is None:
+            raise InputError("this Solution was computed with dense_output=False: solve again with "
+                             "dense_output=True for interpolate(), t_steps and y_steps")
+        return self._record
+
     @property
     def t_steps(self):
         """Times of the step boundaries actually taken (accepted steps), shape (k+1,)."""
-        kind, *data = self._record
+        kind, *data = self._steps_record()
         if kind == "dense":
             rec_t, rec_h = data[0], data[1]
             return np.append(rec_t, self._t_span[1])
@@ -56,7 +62,7 @@ class Solution:
     def y_steps(self):
         """States at :attr:`t_steps`, shape ``(k+1, *y0.shape)`` (like scipy's
         ``solve_ivp`` without ``t_eval``)."""
-        kind, *data = self._record
+        kind, *data = self._steps_record()
         shape = self.y.shape[1:]
         if kind == "dense":
             rec_y, y_end = data[2], data[4]
@@ -100,7 +106,7 @@ class Solution:
         shape = self.y.shape[1:]
         n = int(np.prod(shape))
         out = np.empty((tq.size, n), self.y.dtype)
-        kind, *data = self._record
+        kind, *data = self._steps_record()
         if kind == "dense":
             rec_t, rec_h, rec_y, rec_Q, _ = data
             if rec_t.size == 0:  # nothing integrated

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import odeflow
 from odeflow import Tensor, nn
 from odeflow.autodiff import ops
+from odeflow.experiments.common import median_seconds
 
 RTOL = ATOL = 1e-5
 SIZES = (2, 64, 64, 2)
@@ -35,16 +35,6 @@ class Dynamics(nn.Module):
     def forward(self, t, y):
         self.nfe += 1
         return self.net(y)
-
-
-def median(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def odeflow_rows(repeats, y0v, weights):
@@ -71,7 +61,7 @@ def odeflow_rows(repeats, y0v, weights):
         func.nfe = 0
         gradient()
         nfe_total = func.nfe
-        rows[mode] = {"forward_s": median(forward, repeats), "forward_gradient_s": median(gradient, repeats),
+        rows[mode] = {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
                       "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total}
     return rows
 
@@ -115,7 +105,7 @@ def torch_rows(repeats, y0v, weights):
         func.nfe = 0
         gradient()
         nfe_total = func.nfe
-        rows[name] = {"forward_s": median(forward, repeats), "forward_gradient_s": median(gradient, repeats),
+        rows[name] = {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
                       "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total,
                       "peer": f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
                               f"{torch.get_num_threads()} threads)"}

@@ -19,66 +19,11 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import odeflow
+from odeflow.experiments.common import median_seconds
+from odeflow.problems import ARENSTORF_MU, PROBLEMS
 
 
-def lorenz(t, y):
-    out = np.empty(3)
-    out[0] = 10.0 * (y[1] - y[0])
-    out[1] = y[0] * (28.0 - y[2]) - y[1]
-    out[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
-    return out
-
-
-def van_der_pol(t, y):
-    out = np.empty(2)
-    out[0] = y[1]
-    out[1] = (1.0 - y[0] * y[0]) * y[1] - y[0]
-    return out
-
-
-MU = 0.012277471
-
-
-def arenstorf(t, y):
-    mup = 1.0 - MU
-    d1 = ((y[0] + MU) ** 2 + y[1] ** 2) ** 1.5
-    d2 = ((y[0] - mup) ** 2 + y[1] ** 2) ** 1.5
-    out = np.empty(4)
-    out[0] = y[2]
-    out[1] = y[3]
-    out[2] = y[0] + 2.0 * y[3] - mup * (y[0] + MU) / d1 - MU * (y[0] - mup) / d2
-    out[3] = y[1] - 2.0 * y[2] - mup * y[1] / d1 - MU * y[1] / d2
-    return out
-
-
-def kepler(t, y):
-    r3 = (y[0] * y[0] + y[1] * y[1]) ** 1.5
-    out = np.empty(4)
-    out[0] = y[2]
-    out[1] = y[3]
-    out[2] = -y[0] / r3
-    out[3] = -y[1] / r3
-    return out
-
-
-E = 0.5
-PROBLEMS = {
-    "lorenz": (lorenz, np.array([1.0, 1.0, 1.0]), 2.0),
-    "van_der_pol": (van_der_pol, np.array([2.0, 0.0]), 20.0),
-    "arenstorf": (arenstorf, np.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224]),
-                  17.0652165601579625588917206249),
-    "kepler": (kepler, np.array([1.0 - E, 0.0, 0.0, np.sqrt((1.0 + E) / (1.0 - E))]), 20.0 * np.pi),
-}
-
-
-def median_time(fn, repeats):
-    fn()  # warm-up (imports, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+MU = ARENSTORF_MU
 
 
 def peers():
@@ -187,7 +132,7 @@ def main():
             results = {}
             for solver, fn in runners.items():
                 y1, nfe = fn()
-                results[solver] = (median_time(fn, repeats), nfe, float(np.abs(y1 - ref).max()))
+                results[solver] = (median_seconds(fn, repeats), nfe, float(np.abs(y1 - ref).max()))
             base = results["scipy RK45"][0]
             for solver, (median, nfe, err) in results.items():
                 row = {"problem": name, "rtol": rtol, "atol": atol, "solver": solver, "median_s": median,

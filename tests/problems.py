@@ -1,8 +1,11 @@
 """Test problems with exact or published solutions (torchdiffeq's problems.py idea)."""
-import numpy as np
 import numba
+import numpy as np
+
+from odeflow.problems import arenstorf  # noqa: F401  (re-exported for the tests)
 
 # Arenstorf orbit (HNW §II.0, eq. 0.1): the restricted three-body problem.
+# The constants are restated here from the source, independently of odeflow.problems.
 # Published DOPRI5 result, rtol = atol = 1e-7, first step 1e-4, one period
 # (shared/design/REFERENCES.md, from Hairer's dopri5 driver output).
 ARENSTORF_MU = 0.012277471
@@ -10,19 +13,6 @@ ARENSTORF_Y0 = np.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224])
 ARENSTORF_T = 17.0652165601579625588917206249
 ARENSTORF_HAIRER = {"n_accepted": 217, "n_rejected": 21,
                     "y1": 0.9940021704030663, "y2": 9.040891036151961e-06}
-
-
-def arenstorf(t, y):
-    mu = ARENSTORF_MU
-    mup = 1.0 - mu
-    d1 = ((y[0] + mu) ** 2 + y[1] ** 2) ** 1.5
-    d2 = ((y[0] - mup) ** 2 + y[1] ** 2) ** 1.5
-    out = np.empty(4)
-    out[0] = y[2]
-    out[1] = y[3]
-    out[2] = y[0] + 2.0 * y[3] - mup * (y[0] + mu) / d1 - mu * (y[0] - mup) / d2
-    out[3] = y[1] - 2.0 * y[2] - mup * y[1] / d1 - mu * y[1] / d2
-    return out
 
 
 arenstorf_jit = numba.njit(arenstorf)

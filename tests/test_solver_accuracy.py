@@ -51,7 +51,7 @@ def test_step_by_step_agreement_with_scipy_under_the_i_controller(method, scipy_
 
 
 def _one_dopri5_step(f, t, y, h):
-    from odeflow.solvers.kernels import combine, error_ratio
+    from odeflow.solvers.kernels import combine
     tab = TABLEAUX["dopri5"]
     K = np.empty((7, y.size))
     K[0] = f(t, y)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
 from odeflow.errors import TrainingError
 
-__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure"]
+__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
+           "matplotlib_pyplot", "median_seconds"]
 
 
 def output_dir(path) -> Path:
@@ -85,3 +87,19 @@ def matplotlib_pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def median_seconds(fn, repeats, warmup=True) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls (after one warm-up call).
+
+    The median, not the mean or minimum, because this machine is shared and noisy;
+    compare only numbers measured side by side in one run.
+    """
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

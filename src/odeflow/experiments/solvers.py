@@ -9,45 +9,12 @@ numbers and timed against scipy in the same run.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 __all__ = ["demo"]
 
-_MU = 0.012277471
-_Y0 = np.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224])
-_T = 17.0652165601579625588917206249
+# published with Hairer's DOPRI5 (shared/design/REFERENCES.md)
 _HAIRER = {"n_accepted": 217, "n_rejected": 21, "y1": 0.9940021704030663, "y2": 9.040891036151961e-06}
-
-
-def _arenstorf(t, y):
-    mup = 1.0 - _MU
-    d1 = ((y[0] + _MU) ** 2 + y[1] ** 2) ** 1.5
-    d2 = ((y[0] - mup) ** 2 + y[1] ** 2) ** 1.5
-    out = np.empty(4)
-    out[0] = y[2]
-    out[1] = y[3]
-    out[2] = y[0] + 2.0 * y[3] - mup * (y[0] + _MU) / d1 - _MU * (y[0] - mup) / d2
-    out[3] = y[1] - 2.0 * y[2] - mup * y[1] / d1 - _MU * y[1] / d2
-    return out
-
-
-def _lorenz(t, y):
-    out = np.empty(3)
-    out[0] = 10.0 * (y[1] - y[0])
-    out[1] = y[0] * (28.0 - y[2]) - y[1]
-    out[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
-    return out
-
-
-def _median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def demo(out_dir, quick) -> dict:
@@ -55,13 +22,14 @@ def demo(out_dir, quick) -> dict:
     from scipy.integrate import solve_ivp
 
     import odeflow
-    from odeflow.experiments.common import matplotlib_pyplot, output_dir, save_figure
+    from odeflow.experiments.common import matplotlib_pyplot, median_seconds, output_dir, save_figure
+    from odeflow.problems import ARENSTORF_PERIOD as _T, ARENSTORF_Y0 as _Y0, arenstorf, lorenz
 
     out_dir = output_dir(out_dir)
     repeats = 3 if quick else 15
 
     print("== The solver: adaptive Dormand-Prince 5(4) on classic problems\n")
-    sol = odeflow.solve(_arenstorf, _Y0, np.linspace(0.0, _T, 400), rtol=1e-7, atol=1e-7,
+    sol = odeflow.solve(arenstorf, _Y0, np.linspace(0.0, _T, 400), rtol=1e-7, atol=1e-7,
                         options={"first_step": 1e-4, "controller": "pi"})
     print("1. Arenstorf orbit, rtol = atol = 1e-7, first step 1e-4 (Hairer's DOPRI5 settings)")
     print(f"   {'':22s}{'odeflow':>24s}{'Hairer DOPRI5':>24s}")
@@ -73,7 +41,7 @@ def demo(out_dir, quick) -> dict:
     rows = []
     print("2. Wall time, median of", repeats, "runs each, measured side by side (rtol = 1e-6, atol = 1e-9)")
     print(f"   {'problem':12s}{'solver':22s}{'nfe':>7s}{'median ms':>11s}{'vs RK45':>9s}")
-    for name, f, y0, t1 in (("lorenz", _lorenz, np.ones(3), 2.0), ("arenstorf", _arenstorf, _Y0, _T)):
+    for name, f, y0, t1 in (("lorenz", lorenz, np.ones(3), 2.0), ("arenstorf", arenstorf, _Y0, _T)):
         fj = numba.njit(f)
         odeflow.odeint(fj, y0, [0.0, t1], rtol=1e-6, atol=1e-9)  # compile outside the timing
         runs = {
@@ -82,7 +50,7 @@ def demo(out_dir, quick) -> dict:
             "scipy RK45": (lambda: solve_ivp(f, (0.0, t1), y0, rtol=1e-6, atol=1e-9)),
         }
         nfes = {k: (v().stats["nfe"] if k.startswith("odeflow") else v().nfev) for k, v in runs.items()}
-        times = {k: _median_seconds(v, repeats) for k, v in runs.items()}
+        times = {k: median_seconds(v, repeats) for k, v in runs.items()}
         for k in runs:
             ratio = times["scipy RK45"] / times[k]
             print(f"   {name:12s}{k:22s}{nfes[k]:>7d}{times[k] * 1e3:>11.3f}{ratio:>8.1f}x")

@@ -54,8 +54,7 @@ class Solution:
         """Times of the step boundaries actually taken (accepted steps), shape (k+1,)."""
         kind, *data = self._steps_record()
         if kind == "dense":
-            rec_t, rec_h = data[0], data[1]
-            return np.append(rec_t, self._t_span[1])
+            return np.append(data[0], self._t_span[1])  # step starts, then where the last ended
         return data[0].copy()
 
     @property

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odeflow.errors import TrainingError
+from odeflow.errors import InputError, TrainingError
 
 __all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
            "matplotlib_pyplot", "median_seconds"]
@@ -29,6 +29,9 @@ def atomic_savez(path, **arrays) -> Path:
     ``path`` (``os.replace`` is atomic on POSIX and Windows): an interrupted
     run never leaves a half-written checkpoint behind.
     """
+    for name, value in arrays.items():
+        if np.asarray(value).dtype.kind == "O":  # would need pickle, which load_npz refuses
+            raise InputError(f"`{name}` has dtype object; checkpoints hold numeric arrays only")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")

@@ -26,7 +26,7 @@ def demo(out_dir, quick) -> dict:
     from odeflow.problems import ARENSTORF_PERIOD as _T, ARENSTORF_Y0 as _Y0, arenstorf, lorenz
 
     out_dir = output_dir(out_dir)
-    repeats = 3 if quick else 15
+    repeats = 3 if quick else 7
 
     print("== The solver: adaptive Dormand-Prince 5(4) on classic problems\n")
     sol = odeflow.solve(arenstorf, _Y0, np.linspace(0.0, _T, 400), rtol=1e-7, atol=1e-7,

@@ -280,3 +280,131 @@ def test_backprop_blow_up_raises_with_the_rows_done():
 def test_backprop_func_returning_the_wrong_shape():
     with pytest.raises(odeflow.ShapeError, match=r"shape of `y0` \(2,\).*returned shape \(1,\)"):
         odeflow.odeint(lambda s, y: y[:1], Tensor(np.ones(2)), [0.0, 1.0])
+
+
+class _Holder:
+    """A plain object (not a Module) holding a Module: parameters must still be found."""
+
+    def __init__(self):
+        self.net = nn.Linear(2, 2, rng=0)
+
+    def __call__(self, t, y):
+        return ops.tanh(self.net(y))
+
+
+_GLOBAL_NETS = [nn.Linear(2, 2, rng=1)]
+
+
+def _uses_global_list(t, y):
+    return ops.tanh(_GLOBAL_NETS[0](y))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (_Holder(), lambda f: f.net.parameters()),
+    lambda: (_uses_global_list, lambda f: _GLOBAL_NETS[0].parameters()),
+    lambda: (__import__("functools").partial(lambda t, y, net: ops.tanh(net(y)), net=nn.Linear(2, 2, rng=2)),
+             lambda f: f.keywords["net"].parameters()),
+])
+@pytest.mark.parametrize("mode", ["backsolve", "checkpoint"])
+def test_parameters_are_found_wherever_func_keeps_them(make, mode):
+    func, params_of = make()
+    grads = {}
+    for which in ("backprop", mode):
+        for p in params_of(func):
+            p.grad = None
+        ys = _solve(which, func, Tensor(np.array([0.5, -1.0])), [0.0, 1.0], rtol=1e-10, atol=1e-10)
+        ops.sum(ys[-1] ** 2).backward()
+        grads[which] = [p.grad.data.copy() for p in params_of(func)]
+    for g_adj, g_bp in zip(grads[mode], grads["backprop"]):
+        np.testing.assert_allclose(g_adj, g_bp, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_single_time_gives_identity_gradients(mode):
+    y0 = Tensor([1.0, 2.0], requires_grad=True)
+    t = Tensor([0.5], requires_grad=True)
+    ys = _solve(mode, lambda s, y: -y, y0, t)
+    assert ys.shape == (1, 2)
+    ops.sum(ys).backward()
+    np.testing.assert_array_equal(y0.grad.data, [1.0, 1.0])
+    np.testing.assert_array_equal(t.grad.data, [0.0])
+
+
+def test_fixed_step_adjoint_inherits_the_forward_step_size():
+    W = nn.Parameter(np.array([[0.3, -1.0], [1.0, 0.2]]))
+
+    def func(t, y):
+        return ops.tanh(y @ W) - 0.3 * y
+    kw = dict(method="euler", options={"step_size": 0.01})
+    grads = {}
+    for mode in ("backprop", "backsolve"):
+        y0 = Tensor(np.array([1.0, 0.5]), requires_grad=True)
+        ops.sum(_solve(mode, func, y0, [0.0, 1.0], **kw)[-1] ** 2).backward()
+        grads[mode] = y0.grad.data
+    # the continuous adjoint on the same grid differs from the discrete gradient by O(h)
+    assert _rel(grads["backsolve"], grads["backprop"]) < 5e-3
+    with pytest.raises(InputError, match=r"'checkpoint'.*fixed-step method 'euler'"):
+        odeflow.odeint_adjoint(func, Tensor(np.ones(2)), [0.0, 1.0], adjoint_mode="checkpoint", **kw)
+
+
+def test_func_returning_an_ndarray_for_a_tensor_is_refused():
+    y0 = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with pytest.raises(GradientError, match=r"`func` returned a ndarray"):
+        odeflow.odeint(lambda t, y: -y.data, y0, [0.0, 1.0])
+    with pytest.raises(GradientError, match=r"`func` returned a ndarray"):
+        odeflow.odeint_adjoint(lambda t, y: -y.data, y0, [0.0, 1.0])
+
+
+def test_jitted_func_with_a_tensor_state_is_refused():
+    import numba
+
+    @numba.njit
+    def f(t, y):
+        return -y
+    for solve in (odeflow.odeint, odeflow.odeint_adjoint):
+        with pytest.raises(odeflow.InputTypeError, match="Numba-jitted"):
+            solve(f, Tensor(np.ones(2)), [0.0, 1.0])
+
+
+def test_backprop_nonfinite_first_derivative_fails_at_once():
+    calls = []
+
+    def f(t, y):
+        calls.append(t)
+        return y * np.nan
+    with pytest.raises(odeflow.NonFiniteDerivativeError, match=r"func\(t0, y0\)"):
+        odeflow.odeint(f, Tensor(np.ones(2), requires_grad=True), [0.0, 1.0])
+    assert len(calls) == 1
+
+
+class _Counted:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, t, y):
+        self.calls += 1
+        return -y
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(adjoint_options={"bogus": 1}), InputError, r"`adjoint_options` key 'bogus'"),
+    (dict(adjoint_options=[("norm", "rms")]), odeflow.InputTypeError, r"`adjoint_options` must be a dict"),
+    (dict(adjoint_method="rk45"), InputError, r"`adjoint_method` must be one of"),
+    (dict(adjoint_atol=np.nan), InputError, r"`adjoint_atol` must be finite and non-negative; got nan"),
+    (dict(adjoint_rtol=-1.0), InputError, r"`adjoint_rtol` must be finite and non-negative; got -1.0"),
+    (dict(adjoint_atol=np.ones(5)), odeflow.ShapeError, r"`adjoint_atol` of shape \(5,\)"),
+    (dict(stats=[]), odeflow.InputTypeError, r"`stats` must be a dict or None; got list"),
+    (dict(adjoint_params=nn.Linear(2, 2)), odeflow.InputTypeError, r"`adjoint_params` must be a sequence.*module.parameters\(\)"),
+])
+def test_adjoint_arguments_are_checked_before_any_evaluation(kwargs, error, pattern):
+    func = _Counted()
+    with pytest.raises(error, match=pattern):
+        odeflow.odeint_adjoint(func, Tensor(np.ones(2)), [0.0, 1.0], **kwargs)
+    assert func.calls == 0
+
+
+def test_backward_solver_failures_say_they_come_from_the_backward_solve():
+    y0 = Tensor(np.ones(2), requires_grad=True)
+    ys = odeflow.odeint_adjoint(lambda t, y: -y, y0, [0.0, 1.0], adjoint_options={"max_steps": 1})
+    with pytest.raises(odeflow.MaxStepsExceededError, match=r"adjoint backward solve from t = 1.0 to 0.0"):
+        ops.sum(ys).backward()

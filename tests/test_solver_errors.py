@@ -18,7 +18,7 @@ def _never_called(t, y):
 
 @pytest.mark.parametrize("kwargs, error, pattern", [
     (dict(y0=[1.0, np.nan]), InputError, r"`y0` must be finite; y0\[1\] = nan"),
-    (dict(y0=np.array([1 + 2j])), InputTypeError, r"`y0` must hold real numbers.*complex"),
+    (dict(y0=np.array([1 + 2j])), InputTypeError, r"`y0` must be an array of real numbers.*complex"),
     (dict(t=np.zeros((2, 2))), InputError, r"`t` must be 1-D; got shape \(2, 2\)"),
     (dict(t=[]), InputError, r"`t` must hold at least one time"),
     (dict(t=[0.0, 1.0, 1.0]), InputError, r"`t` must be strictly.*t\[2\] = 1\.0"),
@@ -98,7 +98,7 @@ def test_max_steps_exceeded_names_t_and_h():
 
 
 def test_fixed_step_max_steps_is_checked_before_work():
-    with pytest.raises(MaxStepsExceededError, match="needs 1000 steps"):
+    with pytest.raises(MaxStepsExceededError, match="needs about 1000 steps"):
         odeflow.odeint(_never_called, np.ones(1), [0.0, 1.0], method="euler",
                        options={"step_size": 1e-3, "max_steps": 10})
 
@@ -149,3 +149,76 @@ def test_plain_python_mode_runs_the_same_source():
     ref = odeflow.solve(lambda t, y: -y, np.ones(2), [0, 1])
     value, nfe = out.stdout.split()
     assert float(value) == ref.y[-1, 0] and int(nfe) == ref.stats["nfe"]
+
+
+class _Counter:
+    """A func that counts its calls (to check that bad input does no work, and nfe)."""
+
+    def __init__(self, f):
+        self.f, self.calls = f, 0
+
+    def __call__(self, t, y):
+        self.calls += 1
+        return self.f(t, y)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(y0=[[1.0, 2.0], [3.0]]), InputTypeError, r"`y0` must be an array of real numbers"),
+    (dict(t=np.array([0.0, 1.0 + 1.0j])), InputTypeError, r"`t` must be a 1-D array of real times; got dtype complex"),
+    (dict(t=["0", "1"]), InputTypeError, r"`t` must be a 1-D array of real times; got dtype <U1"),
+    (dict(rtol="1e-3"), InputTypeError, r"`rtol` must be a real number or array"),
+    (dict(options={"first_step": True}), InputError, r"`options\['first_step'\]` must be a positive finite number; got True"),
+    (dict(options={"max_step": True}), InputError, r"`options\['max_step'\]` must be a positive number"),
+    (dict(method="rk4", options={"step_size": 1e-10}), MaxStepsExceededError, r"needs about 10000000000 steps"),
+    (dict(t=[0.0, 1e300], method="euler", options={"step_size": 1.0}), MaxStepsExceededError, r"more than options\['max_steps'\]"),
+])
+def test_more_bad_input_is_refused_before_any_evaluation(kwargs, error, pattern):
+    func = _Counter(lambda t, y: -y)
+    args = dict(y0=np.ones(2), t=[0.0, 1.0])
+    args.update(kwargs)
+    with pytest.raises(error, match=pattern):
+        odeflow.odeint(func, args.pop("y0"), args.pop("t"), **args)
+    assert func.calls == 0
+
+
+def test_func_output_is_checked_at_every_evaluation():
+    state = {"calls": 0}
+
+    def shrinking(t, y):
+        state["calls"] += 1
+        return -y if state["calls"] < 5 else -y[:1]
+    with pytest.raises(ShapeError, match=r"at t = .* it returned shape \(1,\)"):
+        odeflow.odeint(shrinking, np.ones(2), [0.0, 1.0])
+    with pytest.raises(InputTypeError, match=r"`func` must return real numbers; at t = .*complex"):
+        odeflow.odeint(lambda t, y: -y + (1j if t > 0 else 0), np.ones(2), [0.0, 1.0])
+    with pytest.raises(InputTypeError, match=r"returned NoneType"):
+        odeflow.odeint(lambda t, y: None, 1.0, [0.0, 1.0])
+
+
+def test_zero_atol_with_a_zero_component_solves():
+    # atol = 0 and y2(0) = 0: the scaled norm must not divide 0 by 0
+    sol = odeflow.solve(lambda t, y: np.stack([y[1], -y[0]]), np.array([1.0, 0.0]), [0.0, 10.0],
+                        atol=0.0, rtol=1e-8)
+    np.testing.assert_allclose(sol.y[-1], [np.cos(10.0), -np.sin(10.0)], rtol=1e-6, atol=1e-7)
+    assert sol.stats["nfe"] < 5000
+
+
+@pytest.mark.parametrize("method, steps", [("euler", 10), ("midpoint", 10), ("rk4", 10)])
+def test_fixed_step_nfe_counts_every_evaluation_and_no_sliver_steps(method, steps):
+    func = _Counter(lambda t, y: -y)
+    # 0.30000000000000004 from the uniform grid must not leave a 5e-17 step next to 0.3
+    sol = odeflow.solve(func, np.ones(1), [0.0, 0.3, 1.0], method=method, options={"step_size": 0.1})
+    assert sol.stats["n_steps"] == steps
+    assert sol.stats["nfe"] == func.calls == steps * odeflow.solvers.tableau.TABLEAUX[method].n_stages
+
+
+def test_empty_state_needs_no_evaluation():
+    func = _Counter(lambda t, y: -y)
+    sol = odeflow.solve(func, np.zeros((0, 3)), [0.0, 1.0, 2.0])
+    assert sol.y.shape == (3, 0, 3) and func.calls == 0 and sol.stats["nfe"] == 0
+
+
+def test_tolerance_warning_points_at_the_caller():
+    with pytest.warns(ToleranceWarning) as record:
+        odeflow.odeint(decay, np.ones(1), [0.0, 1.0], rtol=0.0)
+    assert record[0].filename == __file__

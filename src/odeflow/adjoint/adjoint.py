@@ -49,8 +49,12 @@ from odeflow.adjoint.params import find_params
 from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, enable_grad
-from odeflow.errors import InputError
+from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
+from odeflow.solvers.integrate import prepare
 from odeflow.solvers.integrate import solve as _solve
+from odeflow.solvers.jit import is_jitted
+from odeflow.solvers.tableau import TABLEAUX
+from odeflow.solvers.validate import as_tolerance, check_options
 
 __all__ = ["odeint_adjoint", "ADJOINT_MODES"]
 
@@ -148,11 +152,13 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     adjoint_rtol, adjoint_atol, adjoint_method : optional
         For the backward solve; default to the forward ones.
     adjoint_options : dict, optional
-        Solver options of the backward solve, plus ``"norm"``: ``"rms"``
-        (default, every channel) or ``"seminorm"`` (leave ``a_theta`` out).
+        Solver options of the backward solve (default: ``options`` when the
+        method is the same), plus ``"norm"``: ``"rms"`` (default, every
+        channel) or ``"seminorm"`` (leave ``a_theta`` out).
     adjoint_params : sequence of Tensor, optional
-        Parameters to differentiate. Default: ``func.parameters()`` for a
-        Module, else the Modules/Tensors requiring grad in ``func``'s closure.
+        Parameters to differentiate. Default: every leaf Tensor requiring grad
+        that ``func(t0, y0)`` was computed from, found by one recorded
+        evaluation (reported as ``stats["forward"]["nfe_probe"]``).
     adjoint_mode : {"backsolve", "checkpoint"}
         See the module docstring. ``"backsolve"``'s gradients can be
         inaccurate for strongly dissipative dynamics; ``"checkpoint"`` avoids
@@ -170,14 +176,17 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
 
     Raises
     ------
-    InputError
-        Unknown ``adjoint_mode`` or ``adjoint_options['norm']``, and every
-        input error of :func:`odeflow.odeint` (before any evaluation).
+    InputError, InputTypeError
+        Before any work: every input error of :func:`odeflow.odeint`, and bad
+        ``adjoint_*`` arguments or ``stats``, each named; ``"checkpoint"`` with a
+        fixed-step method; a Numba-jitted ``func``.
     GradientError
-        ``func`` captures float ndarrays that would silently get no gradient
-        (see :func:`odeflow.adjoint.params.find_params`).
+        ``func`` returns an ndarray for a Tensor ``y`` (the graph would be cut),
+        or captures float ndarrays that would silently get no gradient (see
+        :func:`odeflow.adjoint.params.find_params`).
     SolverError
-        From the forward solve, or from a backward solve (same hierarchy).
+        From the forward solve, or from a backward solve (same classes, the
+        message saying it was the backward solve).
 
     References
     ----------
@@ -190,27 +199,60 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
            "ANODE", IJCAI 2019; T. Daulbaev et al., "Interpolation Technique to
            Speed Up Gradients Propagation in Neural ODEs", NeurIPS 2020.
     """
+    if is_jitted(func):
+        raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "
+                             "adjoint needs func built from odeflow ops (an nn.Module, say)")
     if adjoint_mode not in ADJOINT_MODES:
         raise InputError(f"`adjoint_mode` must be one of {', '.join(ADJOINT_MODES)}; got {adjoint_mode!r}")
-    back_options = dict(adjoint_options or {})
+    if stats is not None and not isinstance(stats, dict):
+        raise InputTypeError(f"`stats` must be a dict or None; got {type(stats).__name__}")
+    y0 = as_tensor(y0)
+    t_data, t_grad = time_data(t)
+    tab, _, t_checked, _, _, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    # the backward solve: checked now, before any work; it inherits the forward
+    # method and options unless told otherwise (as torchdiffeq)
+    b_method = method if adjoint_method is None else adjoint_method
+    if adjoint_options is not None and not isinstance(adjoint_options, dict):
+        raise InputTypeError(f"`adjoint_options` must be a dict or None; got {type(adjoint_options).__name__}")
+    back_options = dict(adjoint_options) if adjoint_options is not None else (
+        dict(opts) if b_method == method else {})
     norm = back_options.pop("norm", "rms")
     if norm not in ("rms", "seminorm"):
         raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
-    y0 = as_tensor(y0)
-    t_data, t_grad = time_data(t)
-    params = find_params(func, adjoint_params)
+    if not isinstance(b_method, str) or b_method not in TABLEAUX:
+        raise InputError(f"`adjoint_method` must be one of {', '.join(TABLEAUX)}; got {b_method!r}")
+    back_options = check_options(back_options, "adaptive" if TABLEAUX[b_method].adaptive else "fixed",
+                                 b_method, name="adjoint_options") or None
+    b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
+    b_atol = atol if adjoint_atol is None else adjoint_atol
+    as_tolerance(b_rtol, "adjoint_rtol", y0.shape, y0.dtype)
+    as_tolerance(b_atol, "adjoint_atol", y0.shape, y0.dtype)
     checkpoint = adjoint_mode == "checkpoint"
+    if checkpoint and not tab.adaptive:
+        raise InputError(f"`adjoint_mode` 'checkpoint' reads y(t) from the forward dense output, "
+                         f"which fixed-step method {method!r} does not have; use 'backsolve', or "
+                         f"backprop through the solver (odeflow.odeint with a Tensor y0)")
+    if adjoint_params is not None:  # checked before any evaluation
+        params = find_params(func, None, adjoint_params)
+    # the probe: one recorded evaluation shows which parameters func really uses
+    with enable_grad():
+        y_probe = Tensor(y0.data, requires_grad=True)
+        probe = func(float(t_checked[0]), y_probe)
+    if not isinstance(probe, Tensor):
+        raise GradientError(
+            f"`func` returned a {type(probe).__name__} for a Tensor `y`, so no gradient can flow "
+            f"through it: build dy/dt with odeflow ops on `y` (if it truly depends on neither `y` "
+            f"nor any parameter, return odeflow.Tensor(...))")
+    if adjoint_params is None:
+        params = find_params(func, (probe, y_probe))
     f_arrays = array_func(func)
     # forward: values only, no graph (O(1) memory for backsolve)
     sol = _solve(f_arrays, y0.data, t_data, rtol=rtol, atol=atol, method=method, options=options,
                  dense_output=checkpoint)
     if stats is not None:
-        stats["forward"] = dict(sol.stats)
+        stats["forward"] = dict(sol.stats, nfe_probe=1)
     ys = sol.y
     t_data = sol.t
-    b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
-    b_atol = atol if adjoint_atol is None else adjoint_atol
-    b_method = method if adjoint_method is None else adjoint_method
     layout = _Layout(y0.shape, params, with_y=not checkpoint)
 
     def backward(g):
@@ -225,6 +267,10 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
             counter["nfe"] += 1
             return layout.pack(f, g_y, g_p) if not checkpoint else layout.pack(None, g_y, g_p)
 
+        if t_data.size == 1:  # y(t0) = y0: identity in y0, independent of t0 and theta
+            if stats is not None:
+                stats["backward"] = {"nfe": 0, "n_steps": 0}
+            return [g[0]] + ([np.zeros(1)] if t_grad else []) + [np.zeros_like(p.data) for p in params]
         rtol_z, atol_z = _tolerances(layout, b_rtol, b_atol, norm == "seminorm", ys.dtype)
         a = g[-1].copy()
         a_theta = [np.zeros_like(p.data) for p in params]
@@ -236,8 +282,14 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         n_steps = 0
         for i in range(m - 1, 0, -1):
             z0 = layout.pack(ys[i], a, a_theta)
-            out = _solve(augmented, z0, [t_data[i], t_data[i - 1]], rtol=rtol_z, atol=atol_z,
-                         method=b_method, options=back_options or None, dense_output=False)
+            try:
+                out = _solve(augmented, z0, [t_data[i], t_data[i - 1]], rtol=rtol_z, atol=atol_z,
+                             method=b_method, options=back_options, dense_output=False)
+            except SolverError as exc:
+                raise type(exc)(f"adjoint backward solve from t = {float(t_data[i])!r} to "
+                                f"{float(t_data[i - 1])!r} (set by adjoint_rtol, adjoint_atol, "
+                                f"adjoint_method, adjoint_options): {exc}", t=exc.t, h=exc.h,
+                                solution=exc.solution) from None
             n_steps += out.stats["n_steps"]
             _, a, a_theta = layout.unpack(out.y[-1])
             a = a.copy()

@@ -13,12 +13,15 @@ dropped. Memory grows with the number of steps: use
 It is a second loop rather than the array loop itself because Tensors cannot
 enter Numba's nopython mode and the array loop works in place.
 
-Gradients w.r.t. the times ``t`` (a Tensor requiring grad): moving an output
+Gradients w.r.t. the times ``t`` (a Tensor requiring grad) are those of the
+exact solution, for every method: moving an output
 time ``t_i`` moves the output along the solution, ``d y(t_i) / d t_i =
 f(t_i, y(t_i))``; moving ``t_0`` shifts the whole trajectory, ``dL/dt_0 =
 -a(t_0) . f(t_0, y_0)`` (Chen et al. 2018, Appendix B). Both enter the graph as
 value-preserving terms ``(t_i - t_i.data) * f_i``: zero in value, with the
-right derivative.
+right derivative. (For fixed-step methods the computed solution also depends on
+``t`` through the step sizes; that discretization effect, of the order of the
+method's error, is not differentiated.)
 """
 from __future__ import annotations
 
@@ -27,13 +30,14 @@ import numpy as np
 from odeflow.adjoint.common import array_func, as_tensor, time_data
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import InputTypeError, ShapeError
+from odeflow.errors import GradientError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
     CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
     next_attempt, reject_factor)
 from odeflow.solvers.integrate import (
     DEFAULT_MAX_STEPS, STATUS, failure_message, fixed_grid, prepare)
+from odeflow.solvers.jit import is_jitted
 from odeflow.solvers.kernels import error_ratio, scaled_rms
 from odeflow.solvers.solution import Solution
 
@@ -48,16 +52,23 @@ def _sum(terms):
 
 
 def _call(func, t, y):
+    """``func(t, y)`` as a Tensor of ``y``'s shape, refusing outputs that would
+    silently cut the graph (an ndarray computed from ``y.data``)."""
     out = func(t, y)
     if not isinstance(out, Tensor):
+        if y.requires_grad:
+            raise GradientError(
+                f"`func` returned a {type(out).__name__} for a Tensor `y` that requires grad, so no "
+                f"gradient can flow through it: build dy/dt with odeflow ops on `y` (if it truly "
+                f"depends on neither `y` nor any parameter, return odeflow.Tensor(...))")
         try:
             out = Tensor(out)
         except InputTypeError:
             raise InputTypeError(f"`func` must return dy/dt as a Tensor or array; returned "
                                  f"{type(out).__name__}") from None
     if out.shape != y.shape:
-        raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {y.shape}; "
-                         f"func(t, y) returned shape {out.shape}")
+        raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {y.shape}; at "
+                         f"t = {float(t)!r} it returned shape {out.shape}")
     return out
 
 
@@ -151,19 +162,16 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
     return rows
 
 
-def _fixed(func, tab, t_out, y, k0, opts, counts):
-    """Fixed steps over the output times (and ``options['step_size']``) on Tensors."""
-    grid, is_output = fixed_grid(t_out, opts.get("step_size"))
-    max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+def _fixed(func, tab, grid, is_output, y, k0, counts):
+    """Fixed steps over the nodes ``grid`` (outputs where ``is_output``) on Tensors."""
     rows = [y]
-    if grid.size - 1 > max_steps:
-        raise _Failure(_loop.MAX_STEPS, float(grid[0]), float(grid[1] - grid[0]), rows)
     for k in range(grid.size - 1):
         t, h = float(grid[k]), float(grid[k + 1] - grid[k])
         if k > 0:
             k0 = _call(func, t, y)
+            counts["nfe"] += 1
         y, _ = _step(func, tab, t, h, y, k0)
-        counts["nfe"] += tab.n_stages
+        counts["nfe"] += tab.n_stages - 1
         counts["n_accepted"] += 1
         if not np.all(np.isfinite(y.data)):
             raise _Failure(_loop.NONFINITE, t, h, rows)
@@ -182,14 +190,26 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     when a dict, receives ``stats["forward"]`` (``nfe``, ``n_steps``,
     ``n_accepted``, ``n_rejected``).
     """
+    if is_jitted(func):
+        raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: with a "
+                             "Tensor `y0` build func from odeflow ops (an nn.Module, say)")
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
     tab, _, t_out, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    if not tab.adaptive:  # before any evaluation: the step count is checked here
+        grid, is_output = fixed_grid(t_out, opts.get("step_size"),
+                                     int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)
     counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
-    y = y0
-    if t_out.size > 1:
-        k0 = _call(func, float(t_out[0]), y)
+    if t_out.size == 1:  # y(t0) = y0: no evaluation, no time dependence
+        rows = [y0 + 0.0 * t[0]] if t_grad else [y0]
+    else:
+        k0 = _call(func, float(t_out[0]), y0)
         counts["nfe"] = 1
+        if not np.all(np.isfinite(k0.data)):
+            raise NonFiniteDerivativeError(
+                f"{method}: func(t0, y0) returned non-finite values at t = {float(t_out[0])!r}; "
+                f"nothing can be integrated from there", t=t_out[0], h=0.0)
+        y = y0
         if t_grad:  # value-preserving term carrying dL/dt_0 (module docstring)
             f0 = k0.data
             y = y0 - (t[0] - float(t_out[0])) * f0
@@ -197,16 +217,14 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
             counts["nfe"] += 1
         try:
             rows = (_adaptive(func, tab, t_out, y, k0, rtol_f, atol_f, opts, counts) if tab.adaptive
-                    else _fixed(func, tab, t_out, y, k0, opts, counts))
+                    else _fixed(func, tab, grid, is_output, y, k0, counts))
         except _Failure as fail:
             _raise(fail, method, counts, opts, t_out)
-    else:
-        rows = [y]
-    if t_grad:
-        fa = array_func(func)
-        rows = [rows[0] + (t[0] - float(t_out[0])) * f0] + [
-            r + (t[i] - float(t_out[i])) * fa(float(t_out[i]), r.data) for i, r in enumerate(rows) if i > 0]
-        counts["nfe"] += len(rows) - 1
+        if t_grad:
+            fa = array_func(func)
+            rows = [rows[0] + (t[0] - float(t_out[0])) * f0] + [
+                r + (t[i] - float(t_out[i])) * fa(float(t_out[i]), r.data) for i, r in enumerate(rows) if i > 0]
+            counts["nfe"] += len(rows) - 1
     if stats is not None:
         stats["forward"] = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
     return ops.stack(rows, axis=0)

@@ -78,6 +78,16 @@ def _needed(order, targets: set) -> set:
     return needed
 
 
+def leaves(outputs) -> list:
+    """The leaf Tensors requiring grad that `outputs` were computed from, in a fixed order.
+
+    These are the Tensors a backward walk from `outputs` would give a ``.grad``:
+    a function's parameters, found from what it actually used.
+    """
+    roots = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    return [n for n in _toposort([r for r in roots if r.requires_grad]) if n._vjp is None]
+
+
 def _accumulate(grads: dict, node: Tensor, g) -> None:
     if not isinstance(g, Tensor):  # custom VJPs (make_node) may return arrays
         g = _wrap(np.asarray(g))

@@ -71,6 +71,8 @@ def initial_guess(d0, d1, interval):
         h0 = 1e-6
     else:
         h0 = 0.01 * d0 / d1
+    if not (h0 > 0.0 and math.isfinite(h0)):  # d1 = inf: atol = 0 at a zero component that moves
+        h0 = 1e-6
     return min(h0, interval)
 
 
@@ -83,8 +85,8 @@ def initial_step(h0, d1, d2, error_order, interval, max_step):
     then bounded by ``100 h0``, the interval and ``max_step``. A non-finite
     ``d2`` (the trial point blew up) falls back to ``h0``.
     """
-    if not math.isfinite(d2):
-        return min(h0, interval, max_step)
+    if not (math.isfinite(d2) and math.isfinite(d1)):
+        return min(h0 if math.isfinite(h0) else 1e-6, interval, max_step)
     dmax = max(d1, d2)
     if dmax <= 1e-15:
         h1 = max(1e-6, h0 * 1e-3)

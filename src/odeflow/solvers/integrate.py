@@ -45,26 +45,55 @@ def _run(kind, func, args):
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
+    shape = args[3] if kind == "adaptive" else args[4]
     if not is_jitted(func):
-        return _FACTORIES[kind](func)(*args), 0.0
+        return _FACTORIES[kind](_checked(func, shape))(*args), 0.0
     loops = _compiled.setdefault(func, {})
     if kind not in loops:
         loops[kind] = numba.njit(**OPTIONS)(_FACTORIES[kind](func))
     runner = loops[kind]
     n_before = len(runner.overloads)
     start = time.perf_counter()
-    out = runner(*args)
+    try:
+        out = runner(*args)
+    except ValueError as exc:  # the loop's reshape of func's output (Numba's wording)
+        if "new array" not in str(exc) and "reshape" not in str(exc):
+            raise
+        raise ShapeError(f"`func` returned an array whose size differs from `y0`'s shape {shape} "
+                         f"during the solve") from None
     seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
     return out, seconds
 
 
+def _checked(func, shape):
+    """``func`` whose every output is checked: real numbers, the shape of ``y0``.
+
+    Only for Python functions (a check costs about a microsecond); the first
+    evaluation is checked separately, before the loop, by :func:`first_derivative`.
+    """
+    def checked(t, y):
+        out = np.asarray(func(t, y))
+        if out.dtype.kind not in "biuf":
+            raise InputTypeError(f"`func` must return real numbers; at t = {float(t)!r} it returned "
+                                 f"dtype {out.dtype}")
+        if out.shape != shape:
+            raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; at "
+                             f"t = {float(t)!r} it returned shape {out.shape}")
+        return out
+    return checked
+
+
 def first_derivative(func, t0, y0, shape):
     """``func(t0, y0)`` flattened, with its shape checked against ``y0``."""
-    f0 = func(t0, y0.reshape(shape))
+    out = func(t0, y0.reshape(shape))
     try:
-        f0 = np.asarray(f0, dtype=y0.dtype)
+        f0 = np.asarray(out)
     except (TypeError, ValueError):
-        raise InputTypeError(f"`func` must return an array of dy/dt; returned {type(f0).__name__}") from None
+        f0 = None
+    if f0 is None or f0.dtype.kind not in "biuf":
+        raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
+                             f"{type(out).__name__}" + (f" of dtype {f0.dtype}" if f0 is not None else ""))
+    f0 = f0.astype(y0.dtype, copy=False)
     if f0.shape != shape:
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; "
                          f"func(t0, y0) returned shape {f0.shape}")
@@ -170,12 +199,11 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
     if not tab.adaptive:
-        grid, is_output = fixed_grid(t, opts.get("step_size"))
-        if grid.size - 1 > max_steps:
-            raise MaxStepsExceededError(
-                f"method {method!r} needs {grid.size - 1} steps for `t` with step_size "
-                f"{opts.get('step_size')!r}, more than options['max_steps'] = {max_steps}",
-                t=t[0], h=float(grid[1] - grid[0]))
+        grid, is_output = fixed_grid(t, opts.get("step_size"), max_steps, method)
+    if flat.size == 0:  # nothing to integrate: every row is the empty state
+        return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
+                        "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
+                        record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
     f0 = first_derivative(func, t[0], flat, shape)
     if not np.all(np.isfinite(f0)):
         sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
@@ -196,7 +224,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                      n_rejected=int(n_rej))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
-        args = (grid, is_output, flat, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
+        args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
         out, seconds = _run("fixed", func, args)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
@@ -214,17 +242,33 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
     return sol
 
 
-def fixed_grid(t, step_size):
-    """Nodes of a fixed-step solve: the output times plus, when ``step_size`` is
-    given, a uniform grid from ``t[0]`` in the direction of ``t``."""
+def fixed_grid(t, step_size, max_steps, method):
+    """Nodes of a fixed-step solve and which of them are outputs.
+
+    The output times plus, when ``step_size`` is given, a uniform grid from
+    ``t[0]`` in the direction of ``t``; a uniform node within 1e-6 steps of an
+    output time is dropped (no sliver steps from rounding). The number of steps
+    is checked against ``max_steps`` before anything is allocated.
+    """
+    if step_size is None:
+        n_steps = t.size - 1
+    else:
+        n = np.ceil(abs(t[-1] - t[0]) / step_size * (1 - 1e-12))
+        n_steps = n + t.size - 2 if np.isfinite(n) else np.inf
+    if n_steps > max_steps:
+        raise MaxStepsExceededError(
+            f"method {method!r} needs about {n_steps:.0f} steps for `t` with step_size "
+            f"{step_size!r}, more than options['max_steps'] = {max_steps}", t=t[0],
+            h=float(step_size if step_size is not None else t[1] - t[0]))
     if step_size is None:
         return t.copy(), np.ones(t.size, dtype=np.bool_)
     direction = 1.0 if t[-1] > t[0] else -1.0
-    span = abs(t[-1] - t[0])
-    n = int(np.ceil(span / step_size * (1 - 1e-12)))
-    uniform = t[0] + direction * step_size * np.arange(n + 1)
+    uniform = t[0] + direction * step_size * np.arange(int(n) + 1)
     uniform = uniform[direction * (uniform - t[-1]) < 0]
-    grid = np.union1d(uniform, t)
+    ts = np.sort(t)
+    k = np.clip(np.searchsorted(ts, uniform), 1, ts.size - 1)
+    near = np.minimum(np.abs(uniform - ts[k - 1]), np.abs(uniform - ts[k])) < 1e-6 * step_size
+    grid = np.union1d(uniform[~near], t)
     if direction < 0:
         grid = grid[::-1]
     return grid, np.isin(grid, t)
@@ -238,5 +282,7 @@ def failure_message(status, method, t, h, stats, opts):
     if status == _loop.MAX_STEPS:
         return (f"{method}: more than options['max_steps'] = {opts.get('max_steps') or DEFAULT_MAX_STEPS} "
                 f"steps needed; stopped {where}")
-    return (f"{method}: func returned non-finite values (inf or NaN) that shrinking the step "
-            f"could not avoid; stopped {where}")
+    if method in TABLEAUX and not TABLEAUX[method].adaptive:
+        return f"{method}: the state became non-finite (inf or NaN); stopped {where}"
+    return (f"{method}: non-finite values (inf or NaN) in func's output or the state that shrinking "
+            f"the step could not avoid; stopped {where}")

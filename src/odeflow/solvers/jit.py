@@ -23,7 +23,13 @@ OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
 def kernel(fn):
-    """Compile ``fn`` in nopython mode on first call, cached on disk."""
+    """Compile ``fn`` in nopython mode on first call, cached on disk.
+
+    Numba keys its disk cache on the source file of ``fn`` (time stamp and
+    size), not on these options: after editing ``OPTIONS``, delete the
+    ``*.nbi``/``*.nbc`` files under ``src/odeflow`` (a fresh install or clone
+    has none).
+    """
     return numba.njit(cache=True, **OPTIONS)(fn)
 
 

@@ -54,7 +54,7 @@ def error_ratio(y0, y1, h, K, b_err, rtol, atol):
                 e += b_err[j] * K[j, i]
         e *= h
         sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
-        r = e / sc
+        r = 0.0 if e == 0.0 else e / sc  # atol = 0 at a zero component: nothing to control
         acc += r * r
         if not (math.isfinite(y1[i]) and math.isfinite(e)):
             return np.nan
@@ -68,7 +68,7 @@ def scaled_rms(x, ref, rtol, atol):
     n = x.shape[0]
     acc = 0.0
     for i in range(n):
-        r = x[i] / (atol[i] + rtol[i] * abs(ref[i]))
+        r = 0.0 if x[i] == 0.0 else x[i] / (atol[i] + rtol[i] * abs(ref[i]))
         acc += r * r
     return math.sqrt(acc / max(n, 1))
 

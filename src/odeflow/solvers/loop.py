@@ -190,12 +190,13 @@ def make_adaptive_loop(func):
 def make_fixed_loop(func):
     """The fixed-step loop with ``func`` closed over (see :func:`make_adaptive_loop`)."""
 
-    def fixed_loop(grid, is_output, y0, shape, A, b, c, store):
+    def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store):
         """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
 
         ``grid`` (float64, shape (g,)) holds every step boundary, the output times
         among them (``is_output``, bool, shape (g,)), so outputs need no
-        interpolation. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
+        interpolation; ``f0 = func(t0, y0)`` (flat) is the first step's first
+        stage. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
         rec_y)`` where ``rec_y`` (shape (g, n) when ``store``) holds the state at
         every node. A non-finite state stops the loop with ``NONFINITE``.
         """
@@ -215,16 +216,20 @@ def make_fixed_loop(func):
         y = y0.copy()
         stage = np.empty_like(y0)
         j = 1
-        nfe = 0
+        nfe = 1
         h = 0.0
         t = grid[0]
+        K[0] = f0
         for k in range(g - 1):
             t = grid[k]
             h = grid[k + 1] - t
-            for i in range(s):
+            if k > 0:
+                K[0] = np.asarray(func(t, y.reshape(shape))).reshape(n)
+                nfe += 1
+            for i in range(1, s):
                 combine(y, h, K, A[i], i, stage)
                 K[i] = np.asarray(func(t + c[i] * h, stage.reshape(shape))).reshape(n)
-            nfe += s
+            nfe += s - 1
             combine(y, h, K, b, s, stage)
             if not all_finite(stage):
                 return (NONFINITE, ys, j, t, h, nfe, k, rec_y)

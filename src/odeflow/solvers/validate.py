@@ -5,13 +5,14 @@ Every check runs before any evaluation of ``func`` and raises an exception of
 """
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
 
 from odeflow.errors import InputError, InputTypeError, ShapeError, ToleranceWarning
 
-__all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS"]
+__all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
 OPTION_KEYS = {
     "adaptive": ("first_step", "max_step", "max_steps", "controller"),
@@ -19,10 +20,30 @@ OPTION_KEYS = {
 }
 
 
+def caller_stacklevel():
+    """The ``stacklevel`` that makes a warning point at the first frame outside odeflow."""
+    frame, level = sys._getframe(1), 1
+    package = __name__.split(".")[0] + "."
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _real_array(value, name, what):
+    """``np.asarray(value)`` refusing ragged input, complex, strings and objects."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise InputTypeError(f"`{name}` must be {what}; {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputTypeError(f"`{name}` must be {what}; got dtype {arr.dtype}")
+    return arr
+
+
 def as_state(y0, name="y0"):
     """``y0`` as an ndarray: float64 or float32 kept, integers and bools promoted
     to float64. Raises InputTypeError for other dtypes, InputError if not finite."""
-    arr = np.asarray(y0)
+    arr = _real_array(y0, name, "an array of real numbers (float64, float32 or integers)")
     if arr.dtype == np.float32 or arr.dtype == np.float64:
         arr = arr.copy()
     elif arr.dtype.kind in "biu":
@@ -40,10 +61,7 @@ def as_state(y0, name="y0"):
 
 def as_times(t, name="t"):
     """``t`` as a 1-D float64 array, strictly increasing or strictly decreasing."""
-    try:
-        arr = np.asarray(t, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputTypeError(f"`{name}` must be a 1-D array of real times; {exc}") from None
+    arr = _real_array(t, name, "a 1-D array of real times").astype(np.float64)
     if arr.ndim != 1:
         raise InputError(f"`{name}` must be 1-D; got shape {arr.shape}")
     if arr.size == 0:
@@ -77,10 +95,7 @@ def as_tolerance(value, name, shape, dtype, minimum=None):
     if isinstance(value, (float, int)) and not isinstance(value, bool) and value >= 0 \
             and value != float("inf") and (minimum is None or value >= minimum):
         return np.full(n, float(value))  # the common case, without broadcasting machinery
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputTypeError(f"`{name}` must be a real number or array; got {value!r}") from None
+    arr = _real_array(value, name, "a real number or array").astype(np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise InputError(f"`{name}` must be finite and non-negative; got {value!r}")
     try:
@@ -91,36 +106,41 @@ def as_tolerance(value, name, shape, dtype, minimum=None):
     arr = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
     if minimum is not None and np.any(arr < minimum):
         warnings.warn(f"`{name}` = {value!r} is below 100 * machine epsilon of {np.dtype(dtype)} "
-                      f"and was raised to {minimum:.3g}", ToleranceWarning, stacklevel=4)
+                      f"and was raised to {minimum:.3g}", ToleranceWarning, stacklevel=caller_stacklevel())
         arr = np.maximum(arr, minimum)
     return arr
 
 
-def check_options(options, kind, method):
-    """Validate the ``options`` dict for a method of ``kind`` ('adaptive' or 'fixed')."""
+def _number(v):
+    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_options(options, kind, method, name="options"):
+    """Validate the ``options`` dict for a method of ``kind`` ('adaptive' or 'fixed');
+    ``name`` is the argument named in messages (``adjoint_options`` for the backward solve)."""
     if options is None:
         return {}
     if not isinstance(options, dict):
-        raise InputTypeError(f"`options` must be a dict or None; got {type(options).__name__}")
+        raise InputTypeError(f"`{name}` must be a dict or None; got {type(options).__name__}")
     valid = OPTION_KEYS[kind]
     for key in options:
         if key not in valid:
-            raise InputError(f"`options` key {key!r} does not apply to method {method!r}; "
+            raise InputError(f"`{name}` key {key!r} does not apply to method {method!r}; "
                              f"valid keys: {', '.join(valid)}")
     out = dict(options)
     for key in ("first_step", "step_size"):
         if key in out and out[key] is not None:
             v = out[key]
-            if not (isinstance(v, (int, float, np.floating, np.integer)) and np.isfinite(v) and v > 0):
-                raise InputError(f"`options['{key}']` must be a positive finite number; got {v!r}")
+            if not (_number(v) and np.isfinite(v) and v > 0):
+                raise InputError(f"`{name}['{key}']` must be a positive finite number; got {v!r}")
     if out.get("max_step") is not None:
         v = out["max_step"]
-        if not (isinstance(v, (int, float, np.floating, np.integer)) and v > 0 and not np.isnan(v)):
-            raise InputError(f"`options['max_step']` must be a positive number (inf allowed); got {v!r}")
+        if not (_number(v) and v > 0 and not np.isnan(v)):
+            raise InputError(f"`{name}['max_step']` must be a positive number (inf allowed); got {v!r}")
     if out.get("max_steps") is not None:
         v = out["max_steps"]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"`options['max_steps']` must be a positive integer; got {v!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise InputError(f"`{name}['max_steps']` must be a positive integer; got {v!r}")
     if out.get("controller") is not None and out["controller"] not in ("pi", "i"):
-        raise InputError(f"`options['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
+        raise InputError(f"`{name}['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
     return out

@@ -408,3 +408,13 @@ def test_backward_solver_failures_say_they_come_from_the_backward_solve():
     ys = odeflow.odeint_adjoint(lambda t, y: -y, y0, [0.0, 1.0], adjoint_options={"max_steps": 1})
     with pytest.raises(odeflow.MaxStepsExceededError, match=r"adjoint backward solve from t = 1.0 to 0.0"):
         ops.sum(ys).backward()
+
+
+def test_under_no_grad_the_adjoint_only_solves():
+    func = _Counted()
+    with odeflow.no_grad():
+        ys = odeflow.odeint_adjoint(func, Tensor(np.ones(2), requires_grad=True), [0.0, 1.0])
+    assert not ys.requires_grad
+    ref = odeflow.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0])
+    assert func.calls == ref.stats["nfe"]  # no recorded probe evaluation
+    np.testing.assert_array_equal(ys.data, ref.y)

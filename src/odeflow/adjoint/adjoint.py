@@ -48,7 +48,7 @@ from odeflow.adjoint.common import array_func, as_tensor, time_data
 from odeflow.adjoint.params import find_params
 from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.ops import make_node
-from odeflow.autodiff.tensor import Tensor, enable_grad
+from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
 from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
 from odeflow.solvers.integrate import prepare
 from odeflow.solvers.integrate import solve as _solve
@@ -234,6 +234,12 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
                          f"backprop through the solver (odeflow.odeint with a Tensor y0)")
     if adjoint_params is not None:  # checked before any evaluation
         params = find_params(func, None, adjoint_params)
+    if not is_grad_enabled():  # under no_grad nothing will be differentiated: values only
+        sol = _solve(array_func(func), y0.data, t_data, rtol=rtol, atol=atol, method=method,
+                     options=options, dense_output=False)
+        if stats is not None:
+            stats["forward"] = dict(sol.stats)
+        return Tensor(sol.y)
     # the probe: one recorded evaluation shows which parameters func really uses
     with enable_grad():
         y_probe = Tensor(y0.data, requires_grad=True)

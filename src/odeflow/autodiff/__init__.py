@@ -20,3 +20,6 @@ from odeflow.autodiff.tensor import (Tensor, enable_grad, is_grad_enabled, no_gr
 _SHADOWING = {"sum", "max", "min", "abs", "pow"}
 __all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
            "grad", "vjp", "gradients", "backward"] + [n for n in _ops_all if n not in _SHADOWING]
+from odeflow.autodiff.conv import (avg_pool2d, col2im, conv2d, conv_output_size,  # noqa: E402
+                                   global_avg_pool2d, im2col)
+from odeflow.autodiff.norm import group_norm  # noqa: E402

@@ -11,3 +11,5 @@ from odeflow.nn.module import (Module, Parameter, parameters_to_vector, split_ve
 __all__ = ["Module", "Parameter", "parameters_to_vector", "vector_to_parameters", "split_vector",
            "Linear", "MLP", "Sequential", "Identity", "Tanh", "ReLU", "ELU", "Sigmoid", "Softplus",
            "RNNCell", "GRUCell", "ACTIVATIONS", "init"]
+from odeflow.nn.conv import (AvgPool2d, ConcatConv2d, Conv2d, Flatten, GlobalAvgPool2d,  # noqa: E402
+                             GroupNorm)

@@ -10,6 +10,9 @@ The ops are available here by name (``ad.tanh(x)``, ``ad.sum(x, axis=0)``);
 that ``from odeflow.autodiff import *`` does not shadow Python's builtins.
 """
 from odeflow.autodiff.backprop import backward, gradients
+from odeflow.autodiff.conv import (avg_pool2d, col2im, conv2d, conv_output_size, global_avg_pool2d,
+                                   im2col)
+from odeflow.autodiff.norm import group_norm
 from odeflow.autodiff.functional import grad, vjp
 from odeflow.autodiff.ops import *  # noqa: F401,F403  (the op table)
 from odeflow.autodiff.ops import __all__ as _ops_all
@@ -20,6 +23,5 @@ from odeflow.autodiff.tensor import (Tensor, enable_grad, is_grad_enabled, no_gr
 _SHADOWING = {"sum", "max", "min", "abs", "pow"}
 __all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled",
            "grad", "vjp", "gradients", "backward"] + [n for n in _ops_all if n not in _SHADOWING]
-from odeflow.autodiff.conv import (avg_pool2d, col2im, conv2d, conv_output_size,  # noqa: E402
-                                   global_avg_pool2d, im2col)
-from odeflow.autodiff.norm import group_norm  # noqa: E402
+__all__ += ["conv2d", "im2col", "col2im", "conv_output_size", "avg_pool2d", "global_avg_pool2d",
+            "group_norm"]

@@ -25,3 +25,11 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(r"accepted steps\s+217\s+217", out)
     assert (tmp_path / "summary.json").exists() and (tmp_path / "solvers" / "arenstorf.png").exists()
+
+
+def test_readme_python_examples_run():
+    source = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.+?)```", source, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

@@ -1,6 +1,7 @@
 """Plumbing shared by the experiments: checkpoints, progress bars, figures, stopping rules."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -12,7 +13,7 @@ import numpy as np
 from odeflow.errors import InputError, TrainingError
 
 __all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
-           "matplotlib_pyplot", "median_seconds"]
+           "matplotlib_pyplot", "median_seconds", "one_blas_thread"]
 
 
 def output_dir(path) -> Path:
@@ -109,3 +110,20 @@ def median_seconds(fn, repeats, warmup=True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Limit BLAS to one thread inside the block (threadpoolctl, installed with scikit-learn).
+
+    The experiments' matrix products are small (a few hundred rows): on a 2-core
+    machine shared with other work, BLAS worker threads cost more in wake-ups
+    and contention than they save (measured 25-75x slower under load).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -27,7 +27,6 @@ References
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -39,6 +38,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from odeflow.experiments.common import one_blas_thread
 
 __all__ = ["TrainConfig", "load_images", "cross_entropy", "evaluate", "fit", "step_memory",
            "demo", "add_arguments", "train", "DATASETS"]
@@ -510,17 +511,6 @@ def _figures(out_dir, histories: dict, title: str) -> list:
     return paths
 
 
-@contextlib.contextmanager
-def _one_blas_thread():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn brings it
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
-
-
 # -- the demo --------------------------------------------------------------------------------
 
 # the full demo's recipe, the same for the three models (8x8 digits, float32): chosen in a
@@ -565,7 +555,7 @@ def demo(out_dir, quick) -> dict:
     print("   ODE block: dopri5, rtol = atol = 1e-3, t in [0, 1]; ODE-Net gradients by the adjoint, "
           "RK-Net by backprop through the same solver\n")
     rows, histories, models = [], {}, {}
-    with _one_blas_thread():
+    with one_blas_thread():
         for kind in ("odenet", "rknet", "resnet"):
             model = build_classifier(kind, size, width, dtype=np.float32, rng=0)
             print("   " + model.describe())
@@ -649,7 +639,7 @@ def train(args) -> int:
                          milestones=tuple(args.milestones), gamma=args.gamma, augment=args.augment,
                          seed=args.seed)
     try:
-        with _one_blas_thread():
+        with one_blas_thread():
             history = fit(model, data, config, checkpoint=out / "checkpoint.npz", resume=args.resume,
                           progress=not args.no_progress)
     except TrainingError as exc:

@@ -37,6 +37,18 @@ class Dynamics(nn.Module):
         return self.net(y)
 
 
+def measure(func, forward, gradient, repeats):
+    """Evaluation counts of one forward and one forward+gradient (``func.nfe``), then their medians."""
+    func.nfe = 0
+    forward()
+    nfe_forward = func.nfe
+    func.nfe = 0
+    gradient()
+    nfe_total = func.nfe
+    return {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
+            "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total}
+
+
 def odeflow_rows(repeats, y0v, weights):
     func = Dynamics(np.random.default_rng(0))
     t = np.array([0.0, 1.0])
@@ -46,23 +58,15 @@ def odeflow_rows(repeats, y0v, weights):
             with odeflow.no_grad():
                 return odeflow.odeint(func, y0v, t, rtol=RTOL, atol=ATOL)
 
-        def gradient(mode=mode, stats=None):
+        def gradient(mode=mode):
             func.zero_grad()
             y0 = Tensor(y0v)
             if mode == "backprop":
                 ys = odeflow.odeint(func, y0, t, rtol=RTOL, atol=ATOL)
             else:
-                ys = odeflow.odeint_adjoint(func, y0, t, rtol=RTOL, atol=ATOL, adjoint_mode=mode,
-                                            stats=stats)
+                ys = odeflow.odeint_adjoint(func, y0, t, rtol=RTOL, atol=ATOL, adjoint_mode=mode)
             ops.sum(ys[-1] * weights).backward()
-        func.nfe = 0
-        forward()
-        nfe_forward = func.nfe
-        func.nfe = 0
-        gradient()
-        nfe_total = func.nfe
-        rows[mode] = {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
-                      "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total}
+        rows[mode] = measure(func, forward, gradient, repeats)
     return rows
 
 
@@ -99,14 +103,7 @@ def torch_rows(repeats, y0v, weights):
             func.zero_grad()
             ys = solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
             (ys[-1] * w).sum().backward()
-        func.nfe = 0
-        forward()
-        nfe_forward = func.nfe
-        func.nfe = 0
-        gradient()
-        nfe_total = func.nfe
-        rows[name] = {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
-                      "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total,
+        rows[name] = {**measure(func, forward, gradient, repeats),
                       "peer": f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
                               f"{torch.get_num_threads()} threads)"}
     return rows

@@ -102,7 +102,8 @@ class _Failure(Exception):
 def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
     """The adaptive loop of :func:`odeflow.solvers.loop.make_adaptive_loop` on Tensors.
 
-    Returns the output rows (Tensors); ``counts`` receives nfe and step counts.
+    Returns the outputs as a list of Tensors with a leading axis (one piece
+    per step that holds outputs); ``counts`` receives nfe and step counts.
     Raises ``_Failure`` when the loop must stop.
     """
     beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
@@ -122,7 +123,7 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
         counts["nfe"] += 1
         d2 = scaled_rms(f1.reshape(-1) - f0f, y0f, rtol, atol) / h0
         h_abs = initial_step(h0, d1, d2, tab.error_order, interval, max_step)
-    rows = [y]
+    rows = [ops.expand_dims(y, 0)]
     t, j, err_prev = t0, 1, PI_ERR_PREV0
     while direction * (t_end - t) > 0.0:
         min_step = min_step_at(t, direction)
@@ -143,13 +144,18 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
             if err <= 1.0:
                 factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
                 err_prev = max(err, PI_ERR_PREV0)
-                while j < t_out.size and direction * (t_out[j] - t_new) <= 0.0:
-                    if t_out[j] == t_new:
-                        rows.append(y1)
-                    else:  # inside the step: the continuous extension, on Tensors (HNW §II.6)
-                        theta = (t_out[j] - t) / h
-                        w = tab.P_arr @ theta ** np.arange(1, tab.P_arr.shape[1] + 1)
-                        rows.append(y + h * _sum([w[i] * ks[i] for i in range(tab.n_stages) if w[i] != 0.0]))
+                end = j
+                while end < t_out.size and direction * (t_out[end] - t_new) < 0.0:
+                    end += 1
+                if end > j:  # strictly inside the step: the continuous extension (HNW §II.6),
+                    # every output of the step at once: y + h * W @ K with W (outputs x stages)
+                    theta = (t_out[j:end] - t) / h
+                    W = (theta[:, None] ** np.arange(1, tab.P_arr.shape[1] + 1)) @ tab.P_arr.T
+                    K = ops.reshape(ops.stack(ks, axis=0), (tab.n_stages, -1))
+                    rows.append(y + h * ops.reshape(ops.matmul(W.astype(y.dtype), K), (end - j,) + y.shape))
+                    j = end
+                if j < t_out.size and t_out[j] == t_new:
+                    rows.append(ops.expand_dims(y1, 0))
                     j += 1
                 counts["n_accepted"] += 1
                 t, y, k0 = t_new, y1, ks[-1]
@@ -164,7 +170,7 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
 
 def _fixed(func, tab, grid, is_output, y, k0, counts):
     """Fixed steps over the nodes ``grid`` (outputs where ``is_output``) on Tensors."""
-    rows = [y]
+    rows = [ops.expand_dims(y, 0)]
     for k in range(grid.size - 1):
         t, h = float(grid[k]), float(grid[k + 1] - grid[k])
         if k > 0:
@@ -176,7 +182,7 @@ def _fixed(func, tab, grid, is_output, y, k0, counts):
         if not np.all(np.isfinite(y.data)):
             raise _Failure(_loop.NONFINITE, t, h, rows)
         if is_output[k + 1]:
-            rows.append(y)
+            rows.append(ops.expand_dims(y, 0))
     return rows
 
 
@@ -201,7 +207,7 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
                                      int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)
     counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
     if t_out.size == 1:  # y(t0) = y0: no evaluation, no time dependence
-        rows = [y0 + 0.0 * t[0]] if t_grad else [y0]
+        rows = [ops.expand_dims(y0 + 0.0 * t[0] if t_grad else y0, 0)]
     else:
         k0 = _call(func, float(t_out[0]), y0)
         counts["nfe"] = 1
@@ -220,14 +226,17 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
                     else _fixed(func, tab, grid, is_output, y, k0, counts))
         except _Failure as fail:
             _raise(fail, method, counts, opts, t_out)
-        if t_grad:
+        if t_grad:  # value-preserving terms (t_i - t_i.data) * f(t_i, y_i), one op for all rows
             fa = array_func(func)
-            rows = [rows[0] + (t[0] - float(t_out[0])) * f0] + [
-                r + (t[i] - float(t_out[i])) * fa(float(t_out[i]), r.data) for i, r in enumerate(rows) if i > 0]
-            counts["nfe"] += len(rows) - 1
+            ys = ops.concatenate(rows, axis=0)
+            slopes = np.stack([f0] + [np.asarray(fa(float(t_out[i]), ys.data[i]))
+                                      for i in range(1, t_out.size)]).astype(ys.dtype)
+            counts["nfe"] += t_out.size - 1
+            dt = ops.reshape(t - t_out, (t_out.size,) + (1,) * y0.ndim)
+            rows = [ys + dt * slopes]
     if stats is not None:
         stats["forward"] = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
-    return ops.stack(rows, axis=0)
+    return rows[0] if len(rows) == 1 else ops.concatenate(rows, axis=0)
 
 
 def _raise(fail, method, counts, opts, t_out):
@@ -235,8 +244,8 @@ def _raise(fail, method, counts, opts, t_out):
     stats = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
     name, error = STATUS[fail.status]
     message = failure_message(fail.status, method, fail.t, fail.h, stats, opts)
-    ys = np.stack([r.data for r in fail.rows])
-    done = t_out[: len(fail.rows)].copy()
+    ys = np.concatenate([r.data for r in fail.rows])
+    done = t_out[: ys.shape[0]].copy()
     sol = Solution(done, ys, stats, name, message, method=method, t_span=(t_out[0], fail.t),
                    record=("nodes", done, ys.reshape(len(done), -1)))
     raise error(message, t=fail.t, h=fail.h, solution=sol) from None

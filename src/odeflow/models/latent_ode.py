@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odeflow.adjoint import odeint_adjoint
+from odeflow.adjoint import odeint_adjoint, odeint_backprop
 from odeflow.adjoint.common import array_func
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor, no_grad
@@ -237,66 +237,11 @@ def solve_on_union(func, z0, times, mask=None, t0=0.0, *, gradient="backprop", r
         zs = odeint_adjoint(func, z0, t_union, rtol=rtol, atol=atol, method=method,
                             options=options, adjoint_params=_parameters(func), stats=stats)
     else:
-        zs = _odeint_backprop(func, z0, t_union, rtol, atol, method, options, stats)
+        zs = odeint_backprop(func, z0, t_union, rtol=rtol, atol=atol, method=method, options=options,
+                             stats=stats)
     # zs: (M, B, L); row b, entry i reads zs[index[b, i], b]
     rows = np.broadcast_to(np.arange(times.shape[0])[:, None], index.shape)
     return zs[index, rows]
-
-
-def _combine(y, h, coefficients, ks):
-    """``y + h * sum_i coefficients[i] * ks[i]`` over the nonzero coefficients (Tensors)."""
-    total = None
-    for c, k in zip(coefficients, ks):
-        if c != 0.0:
-            total = c * k if total is None else total + c * k
-    return y if total is None else y + h * total
-
-
-def _odeint_backprop(func, z0, t, rtol, atol, method, options, stats):
-    """Backpropagation through the solver for increasing ``t``, with vectorised dense output.
-
-    The solve runs first on values only (:func:`odeflow.solve`, jitted
-    kernels); its accepted steps are then replayed on Tensors (rejected
-    attempts never enter the graph), which gives the exact gradient of the
-    computed solution, as :func:`odeflow.adjoint.odeint_backprop` does. The
-    difference is the output: all output times inside one step are formed
-    together as ``y + h * (W @ K)``, with ``W`` the (outputs x stages) matrix
-    of continuous-extension weights (constants, HNW §II.6) and ``K`` the
-    stacked stages -- a dozen graph nodes per step instead of about fifteen
-    per output time. A spirals batch has ~100 output times in ~6 steps: the
-    latent solve costs about a quarter of the per-output version.
-    """
-    from odeflow.solvers.integrate import solve
-    from odeflow.solvers.tableau import TABLEAUX
-
-    sol = solve(array_func(func), z0.data, t, rtol=rtol, atol=atol, method=method, options=options)
-    if stats is not None:
-        stats["forward"] = dict(sol.stats)
-    tab, steps = TABLEAUX[method], sol.t_steps
-    powers = np.arange(1, tab.P_arr.shape[1] + 1)
-    step_of = np.searchsorted(steps, t[1:], side="left") - 1  # steps[k] < t_j <= steps[k + 1]
-    pieces = [ops.expand_dims(z0, 0)]
-    y, k_first, flat = z0, None, (-1,) + z0.shape
-    for k in range(steps.size - 1):
-        t_k, h = float(steps[k]), float(steps[k + 1] - steps[k])
-        ks = [k_first if k_first is not None else func(t_k, y)]
-        for i in range(1, tab.n_stages):  # HNW §II.1, eq. 1.8
-            state = _combine(y, h, tab.A_arr[i, :i], ks)
-            ks.append(func(t_k + tab.c_arr[i] * h, state))
-        if tab.fsal:  # the last stage's state is y_{k+1}, its slope the next step's first stage
-            y_next, k_first = state, ks[-1]
-        else:
-            y_next, k_first = _combine(y, h, tab.b_arr, ks), None
-        mine = t[1:][step_of == k]
-        theta = (mine[mine < steps[k + 1]] - t_k) / h
-        if theta.size:  # strictly inside the step: the continuous extension
-            weights = (theta[:, None] ** powers) @ tab.P_arr.T                        # (n, S)
-            stages = ops.reshape(ops.stack(ks, axis=0), (tab.n_stages, -1))            # (S, B*L)
-            pieces.append(y + h * ops.reshape(ops.matmul(weights, stages), flat))
-        if mine.size and mine[-1] == steps[k + 1]:  # at the step's end: the step's result
-            pieces.append(ops.expand_dims(y_next, 0))
-        y = y_next
-    return ops.concatenate(pieces, axis=0)
 
 
 def _parameters(func):

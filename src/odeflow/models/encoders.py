@@ -35,6 +35,7 @@ References
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -131,6 +132,13 @@ def _positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise InputError(f"`{name}` must be a positive int; got {value!r}")
     return int(value)
+
+
+def check_positive(**values):
+    """Each keyword argument must be a finite real number > 0 (bools refused); InputError names it."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+            raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
 
 
 def check_batch(times, values, mask=None, t0=0.0, obs_dim=None):

@@ -52,7 +52,7 @@ from odeflow.adjoint.common import array_func
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor, no_grad
 from odeflow.errors import InputError, ShapeError
-from odeflow.models.encoders import CELLS, ODERNNEncoder, RecognitionRNN, check_batch
+from odeflow.models.encoders import CELLS, ODERNNEncoder, RecognitionRNN, check_batch, check_positive
 from odeflow.nn import MLP, Module, init
 
 __all__ = ["gaussian_log_likelihood", "kl_normal", "reparameterize", "union_times",
@@ -359,10 +359,7 @@ class LatentODE(Module):
             raise InputError(f"`encoder` must be one of {self.ENCODERS}; got {encoder!r}")
         if gradient not in GRADIENTS:
             raise InputError(f"`gradient` must be one of {GRADIENTS}; got {gradient!r}")
-        for name, value in (("noise_std", noise_std), ("obs_scale", obs_scale),
-                            ("time_scale", time_scale)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-                raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
+        check_positive(noise_std=noise_std, obs_scale=obs_scale, time_scale=time_scale)
         rng = init.as_generator(rng)
         if encoder == "odernn":
             self.encoder = ODERNNEncoder(obs_dim, latent_dim, encoder_hidden, "gru", time_scale, rng=rng)

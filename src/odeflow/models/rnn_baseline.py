@@ -30,15 +30,13 @@ References
 """
 from __future__ import annotations
 
-import math
-import numbers
 
 import numpy as np
 
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor, no_grad
 from odeflow.errors import InputError
-from odeflow.models.encoders import CELLS, RecognitionRNN, cell_step, check_batch
+from odeflow.models.encoders import CELLS, RecognitionRNN, cell_step, check_batch, check_positive
 from odeflow.models.latent_ode import gaussian_log_likelihood, union_times
 from odeflow.nn import MLP, GRUCell, Linear, Module, RNNCell, init
 
@@ -75,10 +73,7 @@ class RNNBaseline(Module):
                  time_scale: float = 1.0, rng=None):
         if cell not in CELLS:
             raise InputError(f"`cell` must be one of {CELLS}; got {cell!r}")
-        for name, value in (("noise_std", noise_std), ("obs_scale", obs_scale),
-                            ("time_scale", time_scale)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
-                raise InputError(f"`{name}` must be a finite number > 0; got {value!r}")
+        check_positive(noise_std=noise_std, obs_scale=obs_scale, time_scale=time_scale)
         rng = init.as_generator(rng)
         self.encoder = RecognitionRNN(obs_dim, 1, hidden, cell, time_scale, rng=rng, output=False)
         self.init_state = Linear(hidden, hidden, rng=rng)

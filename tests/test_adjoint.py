@@ -418,3 +418,12 @@ def test_under_no_grad_the_adjoint_only_solves():
     ref = odeflow.solve(lambda t, y: -y, np.ones(2), [0.0, 1.0])
     assert func.calls == ref.stats["nfe"]  # no recorded probe evaluation
     np.testing.assert_array_equal(ys.data, ref.y)
+
+
+def test_float32_state_stays_float32_with_time_gradients():
+    t = Tensor([0.0, 1.0], requires_grad=True)
+    y0 = Tensor(np.ones(2, np.float32), requires_grad=True)
+    ys = odeflow.odeint(lambda s, y: -y, y0, t, rtol=1e-4, atol=1e-6)
+    assert ys.dtype == np.float32
+    ops.sum(ys[-1]).backward()
+    np.testing.assert_allclose(t.grad.data, [2 * np.exp(-1.0), -2 * np.exp(-1.0)], rtol=1e-3)

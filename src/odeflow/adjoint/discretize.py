@@ -218,7 +218,7 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
         y = y0
         if t_grad:  # value-preserving term carrying dL/dt_0 (module docstring)
             f0 = k0.data
-            y = y0 - (t[0] - float(t_out[0])) * f0
+            y = y0 - ops.astype(t[0] - float(t_out[0]), y0.dtype) * f0  # float32 stays float32
             k0 = _call(func, float(t_out[0]), y)  # the first stage must see the shifted y0
             counts["nfe"] += 1
         try:
@@ -232,7 +232,7 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
             slopes = np.stack([f0] + [np.asarray(fa(float(t_out[i]), ys.data[i]))
                                       for i in range(1, t_out.size)]).astype(ys.dtype)
             counts["nfe"] += t_out.size - 1
-            dt = ops.reshape(t - t_out, (t_out.size,) + (1,) * y0.ndim)
+            dt = ops.astype(ops.reshape(t - t_out, (t_out.size,) + (1,) * y0.ndim), ys.dtype)
             rows = [ys + dt * slopes]
     if stats is not None:
         stats["forward"] = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])

@@ -33,3 +33,9 @@ def test_readme_python_examples_run():
     assert len(blocks) >= 2
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_subpackages_are_reachable_as_attributes():
+    import odeflow
+    assert odeflow.errors.InputError is odeflow.InputError
+    assert hasattr(odeflow.nn, "MLP")

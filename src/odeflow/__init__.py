@@ -42,9 +42,14 @@ for _name in _ERRORS:
     _EXPORTS[_name] = "odeflow.errors"
 
 __all__ = sorted(_EXPORTS)
+# subpackages reachable as attributes (odeflow.errors, odeflow.nn...) without importing them first
+_SUBMODULES = {"errors", "solvers", "autodiff", "adjoint", "nn", "optim", "models", "data", "testing",
+               "problems", "experiments"}
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"odeflow.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'odeflow' has no attribute {name!r}")

@@ -63,6 +63,7 @@ def progress(iterable, **kwargs):
         return iterable
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("leave", False)
+    kwargs.setdefault("disable", None)  # no bar when output is not a terminal (logs stay readable)
     return tqdm(iterable, **kwargs)
 
 

@@ -466,6 +466,8 @@ def _print_hare_lynx(result):
               f"last value {result['naive_last_value_rmse'][name]:6.2f}   "
               f"value 10 years before {result['naive_one_cycle_ago_rmse'][name]:6.2f}   "
               f"(fit years: {result['fit_rmse'][name]:.2f})")
+    print("     (on a ~10-year cycle, 'value 10 years before' is a strong baseline; with 15 fitted years the"
+          "\n      latent ODE beats 'last value' but not it: docs/latent_ode.md §7)")
 
 
 def demo(out_dir, quick) -> dict:

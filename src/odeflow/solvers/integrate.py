@@ -40,12 +40,11 @@ _compiled = weakref.WeakKeyDictionary()
 _FACTORIES = {"adaptive": _loop.make_adaptive_loop, "fixed": _loop.make_fixed_loop}
 
 
-def _run(kind, func, args):
+def _run(kind, func, args, shape):
     """Run the ``kind`` loop as Python, or compiled whole when ``func`` is jitted.
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
-    shape = args[3] if kind == "adaptive" else args[4]
     if not is_jitted(func):
         return _FACTORIES[kind](_checked(func, shape))(*args), 0.0
     loops = _compiled.setdefault(func, {})
@@ -218,14 +217,14 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
                 max_steps, beta, stretch, store)
-        out, seconds = _run("adaptive", func, args)
+        out, seconds = _run("adaptive", func, args, shape)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
         stats.update(nfe=int(nfe), n_steps=int(n_acc + n_rej), n_accepted=int(n_acc),
                      n_rejected=int(n_rej))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
-        out, seconds = _run("fixed", func, args)
+        out, seconds = _run("fixed", func, args, shape)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None

@@ -6,7 +6,9 @@ rtol = atol = 1e-5, float64 on the CPU. For each of odeflow's modes
 installed, torchdiffeq's ``odeint`` and ``odeint_adjoint``: median wall time of
 the forward solve alone and of forward + gradient, with the forward and
 backward evaluation counts. One JSON object per line; ratios are taken against
-torchdiffeq's same mode measured in the same run.
+torchdiffeq's same mode, timed in the same run, interleaved call by call with
+odeflow's (so both see the same machine load). Pin BLAS to one thread for both
+(``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1``).
 
     python scripts/bench_gradients.py [--repeats 11]
 """
@@ -14,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 
 import odeflow
 from odeflow import Tensor, nn
 from odeflow.autodiff import ops
-from odeflow.experiments.common import median_seconds
 
 RTOL = ATOL = 1e-5
 SIZES = (2, 64, 64, 2)
@@ -37,24 +39,40 @@ class Dynamics(nn.Module):
         return self.net(y)
 
 
-def measure(func, forward, gradient, repeats):
-    """Evaluation counts of one forward and one forward+gradient (``func.nfe``), then their medians."""
+def counts(func, forward, gradient):
+    """Evaluation counts (``func.nfe``) of one forward and of one forward+gradient."""
     func.nfe = 0
     forward()
     nfe_forward = func.nfe
     func.nfe = 0
     gradient()
-    nfe_total = func.nfe
-    return {"forward_s": median_seconds(forward, repeats), "forward_gradient_s": median_seconds(gradient, repeats),
-            "nfe_forward": nfe_forward, "nfe_forward_gradient": nfe_total}
+    return {"nfe_forward": nfe_forward, "nfe_forward_gradient": func.nfe}
 
 
-def odeflow_rows(repeats, y0v, weights):
+def interleaved_medians(jobs, repeats):
+    """Median seconds of every callable in `jobs` (name -> fn), timed in turn, round after round.
+
+    Interleaving puts every contender under the same load at the same moments,
+    so the ratios stay meaningful on a shared, noisy machine.
+    """
+    for fn in jobs.values():  # warm-up (and Numba's cache load)
+        fn()
+    times = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
+def odeflow_jobs(y0v, weights):
+    """``{mode: (func, forward, gradient)}`` for odeflow's three modes."""
     func = Dynamics(np.random.default_rng(0))
     t = np.array([0.0, 1.0])
-    rows = {}
+    jobs = {}
     for mode in ("backprop", "backsolve", "checkpoint"):
-        def forward(mode=mode):
+        def forward():
             with odeflow.no_grad():
                 return odeflow.odeint(func, y0v, t, rtol=RTOL, atol=ATOL)
 
@@ -66,16 +84,17 @@ def odeflow_rows(repeats, y0v, weights):
             else:
                 ys = odeflow.odeint_adjoint(func, y0, t, rtol=RTOL, atol=ATOL, adjoint_mode=mode)
             ops.sum(ys[-1] * weights).backward()
-        rows[mode] = measure(func, forward, gradient, repeats)
-    return rows
+        jobs[mode] = (func, forward, gradient)
+    return jobs
 
 
-def torch_rows(repeats, y0v, weights):
+def torch_jobs(y0v, weights):
+    """``{mode: (func, forward, gradient)}`` for torchdiffeq's two modes, and a peer label."""
     try:
         import torch
         import torchdiffeq
     except ImportError:
-        return {}
+        return {}, None
     torch.set_default_dtype(torch.float64)
     torch.manual_seed(0)
 
@@ -93,7 +112,7 @@ def torch_rows(repeats, y0v, weights):
     y0 = torch.tensor(y0v)
     w = torch.tensor(weights)
     t = torch.tensor([0.0, 1.0])
-    rows = {}
+    jobs = {}
     for name, solver in (("backprop", torchdiffeq.odeint), ("backsolve", torchdiffeq.odeint_adjoint)):
         def forward(solver=solver):
             with torch.no_grad():
@@ -103,10 +122,10 @@ def torch_rows(repeats, y0v, weights):
             func.zero_grad()
             ys = solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
             (ys[-1] * w).sum().backward()
-        rows[name] = {**measure(func, forward, gradient, repeats),
-                      "peer": f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
-                              f"{torch.get_num_threads()} threads)"}
-    return rows
+        jobs[name] = (func, forward, gradient)
+    label = (f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads)")
+    return jobs, label
 
 
 def main():
@@ -116,17 +135,25 @@ def main():
     rng = np.random.default_rng(1)
     y0v = rng.normal(size=(BATCH, 2))
     weights = rng.normal(size=(BATCH, 2))
-    ours = odeflow_rows(args.repeats, y0v, weights)
-    peers = torch_rows(args.repeats, y0v, weights)
-    for mode, row in ours.items():
-        out = {"library": "odeflow", "mode": mode, **row}
+    ours = odeflow_jobs(y0v, weights)
+    peers, label = torch_jobs(y0v, weights)
+    for mode, (func, forward, gradient) in ours.items():
+        jobs = {"forward": forward, "gradient": gradient}
         if mode in peers:
-            out["torchdiffeq_over_odeflow_forward"] = peers[mode]["forward_s"] / row["forward_s"]
-            out["torchdiffeq_over_odeflow_forward_gradient"] = (peers[mode]["forward_gradient_s"]
-                                                                / row["forward_gradient_s"])
-        print(json.dumps(out), flush=True)
-    for mode, row in peers.items():
-        print(json.dumps({"library": "torchdiffeq", "mode": mode, **row}), flush=True)
+            jobs.update(peer_forward=peers[mode][1], peer_gradient=peers[mode][2])
+        med = interleaved_medians(jobs, args.repeats)
+        out = {"library": "odeflow", "mode": mode, "forward_s": med["forward"],
+               "forward_gradient_s": med["gradient"], **counts(func, forward, gradient)}
+        if mode in peers:
+            peer = {"library": "torchdiffeq", "mode": mode, "forward_s": med["peer_forward"],
+                    "forward_gradient_s": med["peer_gradient"], **counts(*peers[mode]), "peer": label}
+            out["torchdiffeq_over_odeflow_forward"] = peer["forward_s"] / out["forward_s"]
+            out["torchdiffeq_over_odeflow_forward_gradient"] = (peer["forward_gradient_s"]
+                                                                / out["forward_gradient_s"])
+            print(json.dumps(out), flush=True)
+            print(json.dumps(peer), flush=True)
+        else:
+            print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

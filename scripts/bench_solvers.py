@@ -19,7 +19,6 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import odeflow
-from odeflow.experiments.common import median_seconds
 from odeflow.problems import ARENSTORF_MU, PROBLEMS
 
 
@@ -108,6 +107,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="one tolerance, 3 repeats")
+    parser.add_argument("--batch-ms", type=float, default=20.0,
+                        help="time each solver in turns of at least this long (default 20 ms)")
     args = parser.parse_args()
     rtols = [1e-6] if args.quick else [1e-3, 1e-6, 1e-9]
     repeats = 3 if args.quick else args.repeats
@@ -123,27 +124,52 @@ def main():
             atol = rtol * 1e-3
             runners = {
                 "odeflow dopri5 (njit func)": lambda: _odeflow(fj, y0, t1, rtol, atol),
+                # RK45's own step-size rule: the same steps, so the same nfe as RK45
+                "odeflow dopri5 (njit func, controller i)": lambda: _odeflow(fj, y0, t1, rtol, atol, "i"),
                 "odeflow dopri5 (Python func)": lambda: _odeflow(f, y0, t1, rtol, atol),
                 "scipy RK45": lambda: _scipy(f, y0, t1, rtol, atol, "RK45"),
                 "scipy DOP853": lambda: _scipy(f, y0, t1, rtol, atol, "DOP853"),
             }
             for peer, make in peers():
                 runners[peer] = make(f, y0, t1, rtol, atol)
-            results = {}
-            for solver, fn in runners.items():
-                y1, nfe = fn()
-                results[solver] = (median_seconds(fn, repeats), nfe, float(np.abs(y1 - ref).max()))
+            first = {solver: fn() for solver, fn in runners.items()}  # warm-up, answers, nfe
+            medians = interleaved_medians(runners, repeats, args.batch_ms * 1e-3)
+            results = {solver: (medians[solver], nfe, float(np.abs(y1 - ref).max()))
+                       for solver, (y1, nfe) in first.items()}
             base = results["scipy RK45"][0]
             for solver, (median, nfe, err) in results.items():
                 row = {"problem": name, "rtol": rtol, "atol": atol, "solver": solver, "median_s": median,
                        "nfe": nfe, "error_vs_dop853": err, "rk45_over_this": base / median}
-                if solver.endswith("(njit func)"):
+                if "(njit func" in solver:
                     row["first_call_s_incl_compile"] = compile_s
                 print(json.dumps(row), flush=True)
 
 
-def _odeflow(f, y0, t1, rtol, atol):
-    sol = odeflow.solve(f, y0, [0.0, t1], rtol=rtol, atol=atol)
+def interleaved_medians(runners, repeats, batch_seconds):
+    """Median seconds per call of each runner, timed round-robin so that all of
+    them see the same machine load. Each turn starts with one untimed call; a
+    call shorter than ``batch_seconds`` is repeated within its turn and the
+    turn's mean taken (timer resolution)."""
+    counts = {}
+    for solver, fn in runners.items():
+        start = time.perf_counter()
+        fn()
+        counts[solver] = max(1, int(batch_seconds / max(time.perf_counter() - start, 1e-9)))
+    samples = {solver: [] for solver in runners}
+    for _ in range(repeats):
+        for solver, fn in runners.items():
+            fn()  # untimed: the previous runner left other code and data in the caches
+            start = time.perf_counter()
+            for _ in range(counts[solver]):
+                fn()
+            samples[solver].append((time.perf_counter() - start) / counts[solver])
+    return {solver: float(np.median(x)) for solver, x in samples.items()}
+
+
+def _odeflow(f, y0, t1, rtol, atol, controller="pi"):
+    # no dense output, as solve_ivp's default (dense_output=False)
+    sol = odeflow.solve(f, y0, [0.0, t1], rtol=rtol, atol=atol, dense_output=False,
+                        options={"controller": controller})
     return sol.y[-1], sol.stats["nfe"]
 
 

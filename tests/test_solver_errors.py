@@ -195,6 +195,20 @@ def test_func_output_is_checked_at_every_evaluation():
         odeflow.odeint(lambda t, y: None, 1.0, [0.0, 1.0])
 
 
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+@pytest.mark.parametrize("shape", [(2,), (2, 2)])
+def test_jitted_func_changing_its_output_size_is_a_shape_error(method, shape):
+    # the compiled loop checks every output's size itself (its copy is element by element)
+    import numba
+
+    @numba.njit
+    def shrinking(t, y):
+        return -y if t < 0.25 else -y[:1]
+    with pytest.raises(ShapeError, match=r"shape of `y0` \(2,( 2)?\); in the step starting at "
+                                          r"t = .* returned an array of a different size"):
+        odeflow.odeint(shrinking, np.ones(shape), [0.0, 1.0], method=method)
+
+
 def test_zero_atol_with_a_zero_component_solves():
     # atol = 0 and y2(0) = 0: the scaled norm must not divide 0 by 0
     sol = odeflow.solve(lambda t, y: np.stack([y[1], -y[0]]), np.array([1.0, 0.0]), [0.0, 10.0],

@@ -44,13 +44,6 @@ from odeflow.solvers.solution import Solution
 __all__ = ["odeint_backprop"]
 
 
-def _sum(terms):
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
-
-
 def _call(func, t, y):
     """``func(t, y)`` as a Tensor of ``y``'s shape, refusing outputs that would
     silently cut the graph (an ndarray computed from ``y.data``)."""
@@ -80,11 +73,11 @@ def _step(func, tab, t, h, y, k0):
     """
     ks = [k0]
     state = y
-    for i in range(1, tab.n_stages):
-        state = y + h * _sum([tab.A_arr[i, j] * ks[j] for j in range(i) if tab.A_arr[i, j] != 0.0])
+    for i in range(1, tab.n_stages):  # one lincomb node per stage, not 2 i + 1 mul/add nodes
+        state = ops.lincomb(y, h, tab.A_arr[i, :i], ks)
         ks.append(_call(func, t + tab.c_arr[i] * h, state))
     if not tab.fsal:  # FSAL: the last stage's state is already y1
-        state = y + h * _sum([tab.b_arr[i] * ks[i] for i in range(tab.n_stages) if tab.b_arr[i] != 0.0])
+        state = ops.lincomb(y, h, tab.b_arr, ks)
     return state, ks
 
 

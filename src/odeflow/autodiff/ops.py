@@ -42,7 +42,7 @@ from odeflow.errors import InputError, ShapeError
 
 __all__ = [
     "make_node", "unbroadcast",
-    "add", "sub", "mul", "div", "neg", "pow", "matmul", "linear",
+    "add", "sub", "mul", "div", "neg", "pow", "matmul", "linear", "lincomb",
     "exp", "log", "sqrt", "tanh", "sigmoid", "softplus", "relu", "elu", "sin", "cos", "abs",
     "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "swapaxes", "expand_dims", "broadcast_to", "astype",
@@ -287,6 +287,54 @@ def linear(x, weight, bias=None):
     data = np.add(data, bias.data, out=data) if data.dtype == bias.dtype else data + bias.data
     return _node(data, (x, weight, bias), *vjps,
                  lambda g, out: sum(g, tuple(range(g.ndim - 1))))
+
+
+def lincomb(base, scale, coeffs, terms):
+    """``base + scale * sum_j coeffs[j] * terms[j]`` as one node.
+
+    A Runge–Kutta stage ``y + h sum_j a_ij k_j`` (Hairer, Nørsett & Wanner,
+    vol. I, §II.1, eq. 1.8) built from ``mul`` and ``add`` is ``2 m + 1`` nodes
+    for ``m`` terms; this is one, with one VJP: ``base`` receives ``g`` and
+    ``terms[j]`` receives ``(scale * coeffs[j]) g`` (Tensor ops, so it can be
+    differentiated again). The forward sums in the order written above, as
+    the array solver's :func:`odeflow.solvers.kernels.combine` does.
+
+    Parameters
+    ----------
+    base : Tensor, any shape
+    scale : float
+    coeffs : sequence of float, one per term (zeros are skipped)
+    terms : sequence of Tensor, each of `base`'s shape
+
+    Returns
+    -------
+    Tensor of `base`'s shape and dtype (float coefficients take the Tensors' dtype)
+
+    Raises
+    ------
+    ShapeError
+        A term's shape differs from `base`'s.
+    InputError
+        `coeffs` and `terms` differ in length.
+    """
+    base = _t(base)
+    terms = [_t(k) for k in terms]
+    if len(coeffs) != len(terms):
+        raise InputError(f"lincomb: {len(coeffs)} `coeffs` for {len(terms)} `terms`")
+    pairs = [(float(c), k) for c, k in zip(coeffs, terms) if c != 0.0]
+    for _, k in pairs:
+        if k.shape != base.shape:
+            raise ShapeError(f"lincomb: a term of shape {k.shape} does not match `base` of shape {base.shape}")
+    if not pairs:
+        return base
+    scale = float(scale)
+    acc = pairs[0][0] * pairs[0][1].data
+    for c, k in pairs[1:]:
+        acc += c * k.data
+    data = base.data + scale * acc
+    return _node(data, (base,) + tuple(k for _, k in pairs),
+                 lambda g, out: g,
+                 *[(lambda c: lambda g, out: g * c)(scale * c) for c, _ in pairs])
 
 
 # -- elementwise functions ---------------------------------------------------------

@@ -36,7 +36,7 @@ PI_ERR_PREV0 = 1e-4  # err_prev before the first accepted step (Hairer's FACOLD)
 CONTROLLERS = {"pi": (PI_BETA, 1.01), "i": (0.0, 1.0)}
 
 
-@kernel
+@kernel(inline=True)
 def accept_factor(err, err_prev, exponent, beta, rejected_last):
     """Factor for the next step after an accepted one (``err <= 1``).
 
@@ -52,7 +52,7 @@ def accept_factor(err, err_prev, exponent, beta, rejected_last):
     return factor
 
 
-@kernel
+@kernel(inline=True)
 def reject_factor(err, exponent):
     """Factor for the retry after a rejected attempt (``err > 1``, or NaN)."""
     if not math.isfinite(err):
@@ -60,7 +60,7 @@ def reject_factor(err, exponent):
     return max(MIN_FACTOR, SAFETY * err ** (-exponent))
 
 
-@kernel
+@kernel(inline=True)
 def initial_guess(d0, d1, interval):
     """First trial step from ``d0 = ||y0||`` and ``d1 = ||f0||`` (HNW §II.4, steps a-b).
 
@@ -76,7 +76,7 @@ def initial_guess(d0, d1, interval):
     return min(h0, interval)
 
 
-@kernel
+@kernel(inline=True)
 def initial_step(h0, d1, d2, error_order, interval, max_step):
     """Initial step from one explicit Euler trial (HNW §II.4, steps c-f).
 
@@ -95,13 +95,13 @@ def initial_step(h0, d1, d2, error_order, interval, max_step):
     return min(100.0 * h0, h1, interval, max_step)
 
 
-@kernel
+@kernel(inline=True)
 def min_step_at(t, direction):
     """The smallest step that still changes ``t``: ten units in the last place (as scipy)."""
     return 10.0 * abs(np.nextafter(t, direction * np.inf) - t)
 
 
-@kernel
+@kernel(inline=True)
 def next_attempt(t, t_end, h_abs, direction, stretch):
     """The end ``t_new`` and signed size ``h = t_new - t`` of the next attempt.
 

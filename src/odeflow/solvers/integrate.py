@@ -19,6 +19,7 @@ from odeflow.errors import (
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
+from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
@@ -46,20 +47,18 @@ def _run(kind, func, args, shape):
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
     if not is_jitted(func):
-        return _FACTORIES[kind](_checked(func, shape))(*args), 0.0
-    loops = _compiled.setdefault(func, {})
-    if kind not in loops:
-        loops[kind] = numba.njit(**OPTIONS)(_FACTORIES[kind](func))
-    runner = loops[kind]
+        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False))(*args), 0.0
+    loops = _compiled.get(func)
+    if loops is None:
+        loops = _compiled[func] = {}
+    key = (kind, len(shape) == 1)
+    runner = loops.get(key)
+    if runner is None:
+        runner = loops[key] = numba.njit(**OPTIONS)(
+            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1])))
     n_before = len(runner.overloads)
     start = time.perf_counter()
-    try:
-        out = runner(*args)
-    except ValueError as exc:  # the loop's reshape of func's output (Numba's wording)
-        if "new array" not in str(exc) and "reshape" not in str(exc):
-            raise
-        raise ShapeError(f"`func` returned an array whose size differs from `y0`'s shape {shape} "
-                         f"during the solve") from None
+    out = runner(*args)
     seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
     return out, seconds
 
@@ -189,7 +188,7 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
 def _solve(func, y0, t, rtol, atol, method, options, store):
     tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
     shape = y0.shape
-    flat = np.ascontiguousarray(y0).reshape(-1)
+    flat = y0.reshape(-1)  # y0 is a fresh contiguous copy: a view
     stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
     if t.size == 1:
         return Solution(t.copy(), y0[None].copy(), stats, "success", "nothing to integrate: len(t) == 1",
@@ -204,7 +203,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
                         record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
     f0 = first_derivative(func, t[0], flat, shape)
-    if not np.all(np.isfinite(f0)):
+    if not all_finite(f0):
         sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
                        "func(t0, y0) is not finite", method=method, t_span=(t[0], t[0]),
                        record=("nodes", t[:1].copy(), flat[None].copy()))
@@ -219,17 +218,19 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                 max_steps, beta, stretch, store)
         out, seconds = _run("adaptive", func, args, shape)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
-        stats.update(nfe=int(nfe), n_steps=int(n_acc + n_rej), n_accepted=int(n_acc),
-                     n_rejected=int(n_rej))
+        stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej}
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
         out, seconds = _run("fixed", func, args, shape)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
-        stats.update(nfe=int(nfe), n_steps=int(n_steps), n_accepted=int(n_steps))
+        stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
     if seconds:
         stats["compile_seconds"] = seconds
+    if status == _loop.BAD_SIZE:  # only a jitted func gets here: Python ones are checked per call
+        raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; in the step "
+                         f"starting at t = {float(t_stop)!r} it returned an array of a different size")
     name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
     message = "reached the end of the interval" if error is None else failure_message(

@@ -22,15 +22,22 @@ JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
-def kernel(fn):
+def kernel(fn=None, *, inline=False):
     """Compile ``fn`` in nopython mode on first call, cached on disk.
+
+    ``@kernel(inline=True)`` also marks ``fn`` for inlining into every jitted
+    caller (Numba's ``inline="always"``): the per-step kernels of the loops
+    then cost no call and no reference counting of their array arguments,
+    while Python callers still get the cached standalone compile.
 
     Numba keys its disk cache on the source file of ``fn`` (time stamp and
     size), not on these options: after editing ``OPTIONS``, delete the
     ``*.nbi``/``*.nbc`` files under ``src/odeflow`` (a fresh install or clone
     has none).
     """
-    return numba.njit(cache=True, **OPTIONS)(fn)
+    if fn is None:
+        return lambda f: kernel(f, inline=inline)
+    return numba.njit(cache=True, inline="always" if inline else "never", **OPTIONS)(fn)
 
 
 def is_jitted(func) -> bool:

@@ -16,26 +16,24 @@ from odeflow.solvers.jit import kernel
 __all__ = ["combine", "error_ratio", "scaled_rms", "dense_eval", "dense_coefficients", "all_finite"]
 
 
-@kernel
+@kernel(inline=True)
 def combine(y, h, K, w, m, out):
     """``out = y + h * sum_{j<m} w[j] K[j]`` (a stage state or the new solution).
 
     HNW §II.1, eq. (1.8). ``w`` is a row of ``A`` (``m`` = stage index) or ``b``.
-    Zero weights are skipped, so sparse rows cost nothing extra.
+    Zero weights are skipped, so a stage whose weight is zero cannot leak an
+    inf into the sum. The sum runs over ``j`` in a register for each component.
     """
     n = y.shape[0]
     for i in range(n):
-        out[i] = 0.0
-    for j in range(m):
-        wj = w[j]
-        if wj != 0.0:
-            for i in range(n):
-                out[i] += wj * K[j, i]
-    for i in range(n):
-        out[i] = y[i] + h * out[i]
+        acc = 0.0
+        for j in range(m):
+            if w[j] != 0.0:
+                acc += w[j] * K[j, i]
+        out[i] = y[i] + h * acc
 
 
-@kernel
+@kernel(inline=True)
 def error_ratio(y0, y1, h, K, b_err, rtol, atol):
     """RMS norm of the embedded error estimate relative to the tolerance.
 
@@ -61,7 +59,7 @@ def error_ratio(y0, y1, h, K, b_err, rtol, atol):
     return math.sqrt(acc / max(n, 1))
 
 
-@kernel
+@kernel(inline=True)
 def scaled_rms(x, ref, rtol, atol):
     """``sqrt(mean((x / (atol + rtol * |ref|))**2))``, the norm of HNW §II.4 (4.11)
     with the scale taken at one point (used by the initial step size)."""
@@ -73,7 +71,7 @@ def scaled_rms(x, ref, rtol, atol):
     return math.sqrt(acc / max(n, 1))
 
 
-@kernel
+@kernel(inline=True)
 def dense_eval(y0, h, K, P, theta, out):
     """Continuous extension ``out = y0 + h * sum_i K[i] * sum_j P[i, j] theta**(j+1)``.
 
@@ -98,7 +96,7 @@ def dense_eval(y0, h, K, P, theta, out):
         out[k] = y0[k] + h * acc
 
 
-@kernel
+@kernel(inline=True)
 def dense_coefficients(K, P, out):
     """``out = K.T @ P`` (shape ``(n, p)``): the step's interpolation polynomial
     stored for :meth:`odeflow.Solution.interpolate`."""
@@ -112,7 +110,7 @@ def dense_coefficients(K, P, out):
             out[k, j] = acc
 
 
-@kernel
+@kernel(inline=True)
 def all_finite(x):
     """True when every entry of the flat array ``x`` is finite."""
     for i in range(x.shape[0]):

@@ -33,13 +33,56 @@ from odeflow.solvers.controller import (
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
 
-__all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "make_adaptive_loop", "make_fixed_loop"]
+__all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "BAD_SIZE", "make_evaluator",
+           "make_adaptive_loop", "make_fixed_loop"]
 
 # status codes returned by the loops
 SUCCESS = 0
 UNDERFLOW = 1
 MAX_STEPS = 2
 NONFINITE = 3
+BAD_SIZE = 4   # func returned an array whose size differs from y0's
+
+
+def make_evaluator(func, jitted, flat=False):
+    """``evaluate(t, y, shape, out) -> bool``: ``out[:] = func(t, y.reshape(shape))`` flattened.
+
+    Returns False, writing nothing, when func's output has the wrong size.
+
+    ``jitted``: ``func`` is an ``@njit`` function and the evaluator is compiled
+    to be inlined into the loop; it copies element by element, which in
+    nopython mode costs less than a broadcasting assignment, and with
+    ``flat`` (``y0`` is 1-D) it skips the reshapes, which cost as much again
+    per evaluation. Otherwise a plain Python evaluator with one vectorised copy
+    (``func`` is then already wrapped by a check of every output's shape).
+    """
+    if not jitted:
+        def evaluate(t, y, shape, out):
+            out[:] = np.asarray(func(t, y.reshape(shape))).reshape(out.shape[0])
+            return True
+        return evaluate
+
+    import numba  # only here: `import odeflow` must not import numba
+
+    from odeflow.solvers.jit import OPTIONS
+
+    if flat:  # func(t0, y0) was checked to return shape (n,): f is 1-D
+        def evaluate(t, y, shape, out):
+            f = np.asarray(func(t, y))
+            if f.shape[0] != out.shape[0]:
+                return False
+            for k in range(out.shape[0]):
+                out[k] = f[k]
+            return True
+    else:
+        def evaluate(t, y, shape, out):
+            f = np.asarray(func(t, y.reshape(shape)))
+            if f.size != out.shape[0]:
+                return False
+            for k in range(out.shape[0]):
+                out[k] = f.flat[k]
+            return True
+    return numba.njit(inline="always", **OPTIONS)(evaluate)
 
 
 @kernel
@@ -50,10 +93,10 @@ def _grow(arr, cap):
     return new
 
 
-def make_adaptive_loop(func):
-    """The adaptive loop with ``func(t, y) -> dy/dt`` (``y`` of shape ``shape``) closed over.
+def make_adaptive_loop(evaluate):
+    """The adaptive loop with ``evaluate`` (from :func:`make_evaluator`) closed over.
 
-    Closing over ``func`` lets Numba compile it into the loop as a constant
+    Closing over it lets Numba compile ``func`` into the loop as a constant
     when ``func`` is jitted; in Python the factory costs one closure per solve.
     """
 
@@ -106,6 +149,7 @@ def make_adaptive_loop(func):
         h = 0.0
         K[0] = f0
         nfe = 1
+        ok = True
 
         if first_step > 0.0:
             h_abs = min(first_step, interval, max_step)
@@ -115,17 +159,17 @@ def make_adaptive_loop(func):
             d1 = scaled_rms(K[0], y0, rtol, atol)
             h0 = initial_guess(d0, d1, interval)
             y1[:] = y0 + (direction * h0) * K[0]
-            f1 = np.asarray(func(t0 + direction * h0, y1.reshape(shape))).reshape(n)
+            ok = evaluate(t0 + direction * h0, y1, shape, K[1])  # K[1] as scratch
             nfe += 1
-            d2 = scaled_rms(f1 - K[0], y0, rtol, atol) / h0
+            d2 = scaled_rms(K[1] - K[0], y0, rtol, atol) / h0
             h_abs = initial_step(h0, d1, d2, error_order, interval, max_step)
 
         j = 1                     # next output row
         n_acc = 0
         n_rej = 0
         err_prev = PI_ERR_PREV0
-        status = SUCCESS
-        while direction * (t_end - t) > 0.0:
+        status = SUCCESS if ok else BAD_SIZE
+        while status == SUCCESS and direction * (t_end - t) > 0.0:
             min_step = min_step_at(t, direction)
             h_abs = min(max(h_abs, min_step), max_step)
             rejected_last = False
@@ -143,8 +187,11 @@ def make_adaptive_loop(func):
                 for i in range(1, s):
                     # for an FSAL pair the last stage state is the new solution y1
                     combine(y, h, K, A[i], i, y1)
-                    K[i] = np.asarray(func(t + c[i] * h, y1.reshape(shape))).reshape(n)
+                    ok = evaluate(t + c[i] * h, y1, shape, K[i]) and ok
                 nfe += s - 1
+                if not ok:
+                    status = BAD_SIZE
+                    break
                 err = error_ratio(y, y1, h, K, b_err, rtol, atol)
 
                 if err <= 1.0:
@@ -187,8 +234,8 @@ def make_adaptive_loop(func):
     return adaptive_loop
 
 
-def make_fixed_loop(func):
-    """The fixed-step loop with ``func`` closed over (see :func:`make_adaptive_loop`)."""
+def make_fixed_loop(evaluate):
+    """The fixed-step loop with ``evaluate`` closed over (see :func:`make_adaptive_loop`)."""
 
     def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store):
         """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
@@ -223,13 +270,16 @@ def make_fixed_loop(func):
         for k in range(g - 1):
             t = grid[k]
             h = grid[k + 1] - t
+            ok = True
             if k > 0:
-                K[0] = np.asarray(func(t, y.reshape(shape))).reshape(n)
+                ok = evaluate(t, y, shape, K[0])
                 nfe += 1
             for i in range(1, s):
                 combine(y, h, K, A[i], i, stage)
-                K[i] = np.asarray(func(t + c[i] * h, stage.reshape(shape))).reshape(n)
+                ok = evaluate(t + c[i] * h, stage, shape, K[i]) and ok
             nfe += s - 1
+            if not ok:
+                return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y)
             combine(y, h, K, b, s, stage)
             if not all_finite(stage):
                 return (NONFINITE, ys, j, t, h, nfe, k, rec_y)

@@ -5,12 +5,15 @@ Every check runs before any evaluation of ``func`` and raises an exception of
 """
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 
 import numpy as np
 
 from odeflow.errors import InputError, InputTypeError, ShapeError, ToleranceWarning
+from odeflow.solvers.jit import kernel
+from odeflow.solvers.kernels import all_finite
 
 __all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
@@ -43,15 +46,18 @@ def _real_array(value, name, what):
 def as_state(y0, name="y0"):
     """``y0`` as an ndarray: float64 or float32 kept, integers and bools promoted
     to float64. Raises InputTypeError for other dtypes, InputError if not finite."""
-    arr = _real_array(y0, name, "an array of real numbers (float64, float32 or integers)")
-    if arr.dtype == np.float32 or arr.dtype == np.float64:
-        arr = arr.copy()
-    elif arr.dtype.kind in "biu":
-        arr = arr.astype(np.float64)
+    if type(y0) is np.ndarray and y0.dtype.char in "df":  # the common case, fast
+        arr = y0.copy()
     else:
-        raise InputTypeError(
-            f"`{name}` must hold real numbers (float64, float32 or integers); got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)):
+        arr = _real_array(y0, name, "an array of real numbers (float64, float32 or integers)")
+        if arr.dtype == np.float32 or arr.dtype == np.float64:
+            arr = arr.copy()
+        elif arr.dtype.kind in "biu":
+            arr = arr.astype(np.float64)
+        else:
+            raise InputTypeError(
+                f"`{name}` must hold real numbers (float64, float32 or integers); got dtype {arr.dtype}")
+    if not all_finite(arr.reshape(-1)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         where = tuple(int(i) for i in bad)
         raise InputError(f"`{name}` must be finite; {name}[{', '.join(map(str, where))}] = "
@@ -66,23 +72,32 @@ def as_times(t, name="t"):
         raise InputError(f"`{name}` must be 1-D; got shape {arr.shape}")
     if arr.size == 0:
         raise InputError(f"`{name}` must hold at least one time; got an empty array")
-    finite = np.isfinite(arr)
-    if not finite.all():
-        i = int(np.argmin(finite))
+    fault, i = first_time_fault(arr)
+    if fault == 1:
         raise InputError(f"`{name}` must be finite; {name}[{i}] = {float(arr[i])!r}")
-    if arr.size == 2 and arr[0] != arr[1]:
-        return arr
-    if arr.size > 1:
-        d = np.diff(arr)
-        sign = np.sign(d[0])
-        bad = np.flatnonzero(np.sign(d) != sign) if sign != 0 else np.array([0])
-        if bad.size:
-            i = int(bad[0]) + 1
-            raise InputError(
-                f"`{name}` must be strictly increasing or strictly decreasing; "
-                f"{name}[{i}] = {float(arr[i])!r} does not continue the direction of "
-                f"{name}[0..{i - 1}] (ending at {name}[{i - 1}] = {float(arr[i - 1])!r})")
+    if fault == 2:
+        raise InputError(
+            f"`{name}` must be strictly increasing or strictly decreasing; "
+            f"{name}[{i}] = {float(arr[i])!r} does not continue the direction of "
+            f"{name}[0..{i - 1}] (ending at {name}[{i - 1}] = {float(arr[i - 1])!r})")
     return arr
+
+
+@kernel
+def first_time_fault(t):
+    """``(0, -1)`` for a finite, strictly monotone ``t`` (float64, shape (m,)); else
+    ``(1, i)`` for the first non-finite ``t[i]``, or ``(2, i)`` for the first
+    ``t[i]`` that does not continue the direction of ``t[0..i-1]``."""
+    m = t.shape[0]
+    for i in range(m):
+        if not math.isfinite(t[i]):
+            return 1, i
+    if m > 1:
+        up = t[1] > t[0]
+        for i in range(1, m):
+            if (t[i] > t[i - 1]) != up or t[i] == t[i - 1]:
+                return 2, i
+    return 0, -1
 
 
 def as_tolerance(value, name, shape, dtype, minimum=None):
@@ -91,10 +106,12 @@ def as_tolerance(value, name, shape, dtype, minimum=None):
     ``minimum`` (for ``rtol``): values below it are raised to it with a
     :class:`~odeflow.errors.ToleranceWarning`, as scipy's ``solve_ivp`` does.
     """
-    n = int(np.prod(shape))
+    n = math.prod(shape)
     if isinstance(value, (float, int)) and not isinstance(value, bool) and value >= 0 \
             and value != float("inf") and (minimum is None or value >= minimum):
-        return np.full(n, float(value))  # the common case, without broadcasting machinery
+        arr = np.empty(n)  # the common case, without broadcasting machinery (nor np.full's cost)
+        arr.fill(value)
+        return arr
     arr = _real_array(value, name, "a real number or array").astype(np.float64)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise InputError(f"`{name}` must be finite and non-negative; got {value!r}")

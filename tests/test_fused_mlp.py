@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import odeflow
 from odeflow import nn
 from odeflow.autodiff import Tensor, gradients, ops, scratch
-from odeflow.errors import InputError, ShapeError
+from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.nn import fused_mlp
 from odeflow.testing import check_grads
 
@@ -218,6 +218,23 @@ def test_lincomb_values_gradients_and_errors():
         ops.lincomb(y, 1.0, [1.0], [np.ones(2)])
     with pytest.raises(InputError, match="2 `coeffs` for 1 `terms`"):
         ops.lincomb(y, 1.0, [1.0, 2.0], [k1])
+    # a Tensor step or coefficient would silently get no gradient: refused by name
+    h = Tensor(np.array(0.5), requires_grad=True)
+    with pytest.raises(InputTypeError, match="`scale` must be a real number.*Tensor"):
+        ops.lincomb(y, h, [1.0], [k1])
+    with pytest.raises(InputTypeError, match=r"`coeffs\[1\]` must be a real number"):
+        ops.lincomb(y, 0.5, [1.0, h], [k1, k2])
+
+
+def test_mlp_with_an_ndarray_weight_takes_the_generic_path():
+    # a weight replaced by a plain array is accepted layer by layer; the fused path must step aside
+    x = np.random.default_rng(12).standard_normal((2, 3))
+    outs = []
+    for fused in (True, False):
+        m = nn.MLP((3, 5, 2), rng=0, fused=fused)
+        m.layers[0].weight = np.ones((5, 3))
+        outs.append(m(x).data)
+    assert_close(outs[0], outs[1], rtol=0, atol=0)
 
 
 # -- through ODE solves ------------------------------------------------------------------

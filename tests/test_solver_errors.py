@@ -209,6 +209,15 @@ def test_jitted_func_changing_its_output_size_is_a_shape_error(method, shape):
         odeflow.odeint(shrinking, np.ones(shape), [0.0, 1.0], method=method)
 
 
+@pytest.mark.parametrize("dtype", [">f8", ">f4"])
+def test_non_native_byte_order_state_is_solved_in_native_order(dtype):
+    y0 = np.array([1.0, -2.0], dtype=dtype)
+    native = np.dtype(dtype).newbyteorder("=")
+    ys = odeflow.odeint(lambda t, y: -y, y0, [0.0, 1.0], rtol=1e-4)
+    assert ys.dtype == native
+    assert np.array_equal(ys, odeflow.odeint(lambda t, y: -y, y0.astype(native), [0.0, 1.0], rtol=1e-4))
+
+
 def test_zero_atol_with_a_zero_component_solves():
     # atol = 0 and y2(0) = 0: the scaled norm must not divide 0 by 0
     sol = odeflow.solve(lambda t, y: np.stack([y[1], -y[0]]), np.array([1.0, 0.0]), [0.0, 10.0],

@@ -38,7 +38,7 @@ import math
 import numpy as np
 
 from odeflow.autodiff.tensor import Tensor, _mode, _wrap
-from odeflow.errors import InputError, ShapeError
+from odeflow.errors import InputError, InputTypeError, ShapeError
 
 __all__ = [
     "make_node", "unbroadcast",
@@ -308,7 +308,9 @@ def lincomb(base, scale, coeffs, terms):
 
     Returns
     -------
-    Tensor of `base`'s shape and dtype (float coefficients take the Tensors' dtype)
+    Tensor of `base`'s shape; its dtype is NumPy's promotion of `base`'s and
+    the terms' dtypes (the float coefficients do not promote: float32 stays
+    float32)
 
     Raises
     ------
@@ -316,7 +318,15 @@ def lincomb(base, scale, coeffs, terms):
         A term's shape differs from `base`'s.
     InputError
         `coeffs` and `terms` differ in length.
+    InputTypeError
+        `scale` or a coefficient is not a real number (a Tensor would silently
+        get no gradient: build that sum from ``mul`` and ``add`` instead).
     """
+    for name, value in [("scale", scale)] + [(f"coeffs[{j}]", c) for j, c in enumerate(coeffs)]:
+        real = isinstance(value, (int, float, np.integer, np.floating))
+        if isinstance(value, (bool, np.bool_)) or not real:
+            raise InputTypeError(f"lincomb: `{name}` must be a real number (constant); got "
+                                 f"{type(value).__name__}")
     base = _t(base)
     terms = [_t(k) for k in terms]
     if len(coeffs) != len(terms):

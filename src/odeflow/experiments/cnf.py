@@ -269,7 +269,7 @@ def fit_ml(model, config: MLConfig, x_test, *, checkpoint=None, resume=False, pr
 
     with one_blas_thread():
         bar_it = bar(range(start, config.iters), total=config.iters, initial=start,
-                     desc=f"CNF {config.data}", disable=not progress)
+                     desc=f"CNF {config.data}", disable=None if progress else True)
         for it in bar_it:
             t0 = time.perf_counter()
             rng = np.random.default_rng([config.seed, it])
@@ -373,7 +373,8 @@ def fit_matching(kind, k, target, config: MatchConfig, *, progress=True):
     losses, nfes = [], []
     t0 = time.perf_counter()
     with one_blas_thread():
-        for it in bar(range(iters), desc=f"{kind.upper()} K={k} {target}", disable=not progress):
+        for it in bar(range(iters), desc=f"{kind.upper()} K={k} {target}",
+                      disable=None if progress else True):
             rng = np.random.default_rng([config.seed, k, it])
             z0 = Tensor(rng.standard_normal((config.batch, 2)))
             stats = {}

@@ -315,7 +315,7 @@ def fit(model, data, config: TrainConfig | None = None, *, checkpoint=None, resu
         seen, correct, loss_sum, nfe_f, nfe_b = 0, 0, 0.0, [], []
         t0 = time.perf_counter()
         it = bar(batches, desc=f"{_NAMES.get(model.kind, model.kind)} epoch {epoch + 1}/{config.epochs}",
-                 disable=not progress)
+                 disable=None if progress else True)
         for step, idx in enumerate(it):
             xb, yb = data.x_train[idx], data.y_train[idx]
             if config.augment:

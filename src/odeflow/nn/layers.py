@@ -214,6 +214,8 @@ class MLP(Sequential):
         for layer in self.layers:
             kind = type(layer)
             if kind is Linear:
+                if not isinstance(layer.weight, Tensor) or not isinstance(layer.bias, (Tensor, type(None))):
+                    return None  # e.g. a weight replaced by an ndarray: the generic path accepts it
                 plan.append([layer.weight, layer.bias, fused_mlp.IDENTITY, 0.0])
             elif kind is Identity:
                 continue

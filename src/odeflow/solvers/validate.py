@@ -46,12 +46,12 @@ def _real_array(value, name, what):
 def as_state(y0, name="y0"):
     """``y0`` as an ndarray: float64 or float32 kept, integers and bools promoted
     to float64. Raises InputTypeError for other dtypes, InputError if not finite."""
-    if type(y0) is np.ndarray and y0.dtype.char in "df":  # the common case, fast
+    if type(y0) is np.ndarray and y0.dtype.char in "df" and y0.dtype.isnative:  # common, fast
         arr = y0.copy()
     else:
         arr = _real_array(y0, name, "an array of real numbers (float64, float32 or integers)")
-        if arr.dtype == np.float32 or arr.dtype == np.float64:
-            arr = arr.copy()
+        if arr.dtype.kind == "f" and arr.dtype.itemsize in (4, 8):  # float32/64, either byte order
+            arr = arr.astype(arr.dtype.newbyteorder("="))  # a native copy: what Numba can read
         elif arr.dtype.kind in "biu":
             arr = arr.astype(np.float64)
         else:

@@ -161,6 +161,10 @@ def test_hutchinson_log_prob_is_unbiased_over_a_whole_solve(noise):
     se = est.std(ddof=1) / math.sqrt(est.size)
     assert est.std() > 1e-3  # the estimate really is random...
     assert abs(est.mean() - exact) < 4 * se  # ...and centred on the exact value
+    with no_grad():  # an int seed is accepted as a Generator of that seed
+        seeded = model.log_prob(x[:5], trace="hutchinson", rng=3).data
+        generator = model.log_prob(x[:5], trace="hutchinson", rng=np.random.default_rng(3)).data
+    assert np.array_equal(seeded, generator)
 
 
 def test_hutchinson_costs_one_vjp_per_evaluation_and_the_nfe_of_the_exact_trace():

@@ -29,6 +29,7 @@ def _never_called(t, y):
     (dict(method="rk45"), InputError, r"`method` must be one of dopri5, bosh3, euler, midpoint, rk4; got 'rk45'"),
     (dict(rtol=-1e-3), InputError, r"`rtol` must be finite and non-negative; got -0\.001"),
     (dict(atol=np.nan), InputError, r"`atol` must be finite and non-negative"),
+    (dict(rtol=10 ** 400), InputError, r"`rtol` must be finite and non-negative; got an integer of 401 digits"),
     (dict(atol=np.ones(3)), ShapeError, r"`atol` of shape \(3,\) does not broadcast to the state shape \(2,\)"),
     (dict(options={"frist_step": 0.1}), InputError, r"`options` key 'frist_step' does not apply.*first_step"),
     (dict(options={"first_step": -1.0}), InputError, r"`options\['first_step'\]` must be a positive"),

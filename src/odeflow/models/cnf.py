@@ -339,7 +339,7 @@ class CNF(Module):
             ``s T`` to the base.
         trace : {"exact", "hutchinson"}, optional
             Overrides the model's `trace` for this solve.
-        rng : numpy.random.Generator, optional
+        rng : int or numpy.random.Generator, optional
             Source of the Hutchinson probes (drawn once, here); default the model's.
         stats : dict, optional
             Filled with ``"forward"`` (the forward solve's ``nfe``, ``n_steps``...),
@@ -373,7 +373,7 @@ class CNF(Module):
                                  f"[0, 1]; got {np.asarray(times).tolist()}")
         if reverse:
             fractions = fractions[::-1].copy()
-        rng = self.rng if rng is None else rng
+        rng = self.rng if rng is None else np.random.default_rng(rng)  # a Generator passes through
         batch = z.shape[0]
         eps = draw_noise((batch, self.dim), self.noise, rng) if trace == "hutchinson" else None
         func = AugmentedDynamics(self.dynamics, self.dim, trace, eps)

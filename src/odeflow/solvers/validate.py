@@ -107,6 +107,12 @@ def as_tolerance(value, name, shape, dtype, minimum=None):
     :class:`~odeflow.errors.ToleranceWarning`, as scipy's ``solve_ivp`` does.
     """
     n = math.prod(shape)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise InputError(f"`{name}` must be finite and non-negative; got an integer of "
+                             f"{len(str(abs(value)))} digits, beyond float64") from None
     if isinstance(value, (float, int)) and not isinstance(value, bool) and value >= 0 \
             and value != float("inf") and (minimum is None or value >= minimum):
         arr = np.empty(n)  # the common case, without broadcasting machinery (nor np.full's cost)

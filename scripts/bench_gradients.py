@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 
 import odeflow
 from odeflow import Tensor, nn
 from odeflow.autodiff import ops
+from odeflow.experiments.common import interleaved_medians
 
 RTOL = ATOL = 1e-5
 SIZES = (2, 64, 64, 2)
@@ -47,23 +47,6 @@ def counts(func, forward, gradient):
     func.nfe = 0
     gradient()
     return {"nfe_forward": nfe_forward, "nfe_forward_gradient": func.nfe}
-
-
-def interleaved_medians(jobs, repeats):
-    """Median seconds of every callable in `jobs` (name -> fn), timed in turn, round after round.
-
-    Interleaving puts every contender under the same load at the same moments,
-    so the ratios stay meaningful on a shared, noisy machine.
-    """
-    for fn in jobs.values():  # warm-up (and Numba's cache load)
-        fn()
-    times = {name: [] for name in jobs}
-    for _ in range(repeats):
-        for name, fn in jobs.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
 def odeflow_jobs(y0v, weights):

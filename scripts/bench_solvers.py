@@ -19,6 +19,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import odeflow
+from odeflow.experiments.common import interleaved_medians
 from odeflow.problems import ARENSTORF_MU, PROBLEMS
 
 
@@ -133,7 +134,8 @@ def main():
             for peer, make in peers():
                 runners[peer] = make(f, y0, t1, rtol, atol)
             first = {solver: fn() for solver, fn in runners.items()}  # warm-up, answers, nfe
-            medians = interleaved_medians(runners, repeats, args.batch_ms * 1e-3)
+            medians = interleaved_medians(runners, repeats, batch_seconds=args.batch_ms * 1e-3,
+                                          warm_each_turn=True)
             results = {solver: (medians[solver], nfe, float(np.abs(y1 - ref).max()))
                        for solver, (y1, nfe) in first.items()}
             base = results["scipy RK45"][0]
@@ -143,27 +145,6 @@ def main():
                 if "(njit func" in solver:
                     row["first_call_s_incl_compile"] = compile_s
                 print(json.dumps(row), flush=True)
-
-
-def interleaved_medians(runners, repeats, batch_seconds):
-    """Median seconds per call of each runner, timed round-robin so that all of
-    them see the same machine load. Each turn starts with one untimed call; a
-    call shorter than ``batch_seconds`` is repeated within its turn and the
-    turn's mean taken (timer resolution)."""
-    counts = {}
-    for solver, fn in runners.items():
-        start = time.perf_counter()
-        fn()
-        counts[solver] = max(1, int(batch_seconds / max(time.perf_counter() - start, 1e-9)))
-    samples = {solver: [] for solver in runners}
-    for _ in range(repeats):
-        for solver, fn in runners.items():
-            fn()  # untimed: the previous runner left other code and data in the caches
-            start = time.perf_counter()
-            for _ in range(counts[solver]):
-                fn()
-            samples[solver].append((time.perf_counter() - start) / counts[solver])
-    return {solver: float(np.median(x)) for solver, x in samples.items()}
 
 
 def _odeflow(f, y0, t1, rtol, atol, controller="pi"):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from odeflow.errors import InputError, TrainingError
-from odeflow.experiments.common import atomic_savez, check_finite, load_npz
+from odeflow.experiments.common import atomic_savez, check_finite, interleaved_medians, load_npz
 
 
 def test_atomic_savez_round_trip_and_leaves_no_temporary(tmp_path):
@@ -41,3 +41,17 @@ def test_check_finite_stops_on_non_finite_values(value):
     with pytest.raises(TrainingError, match=r"loss became (nan|inf|-inf) at step 7"):
         check_finite(value, "loss", 7)
     assert check_finite(1.5, "loss", 7) == 1.5
+
+
+def test_interleaved_medians_times_every_job_in_turns():
+    order = []
+    jobs = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    medians = interleaved_medians(jobs, 3)
+    assert set(medians) == {"a", "b"} and all(m >= 0.0 for m in medians.values())
+    assert order == ["a", "b"] * 4  # one warm-up call each, then three rounds in turn
+    order.clear()
+    interleaved_medians({"a": jobs["a"]}, 2, warm_each_turn=True)
+    assert order == ["a"] * 5  # warm-up, then an untimed and a timed call per turn
+    order.clear()
+    interleaved_medians({"a": jobs["a"]}, 2, batch_seconds=1.0)  # a call far shorter than 1 s
+    assert len(order) > 100  # is repeated within each turn

@@ -13,7 +13,7 @@ import numpy as np
 from odeflow.errors import InputError, TrainingError
 
 __all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
-           "matplotlib_pyplot", "median_seconds", "one_blas_thread"]
+           "matplotlib_pyplot", "median_seconds", "interleaved_medians", "one_blas_thread"]
 
 
 def output_dir(path) -> Path:
@@ -111,6 +111,34 @@ def median_seconds(fn, repeats, warmup=True) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def interleaved_medians(jobs, repeats, *, batch_seconds=0.0, warm_each_turn=False) -> dict:
+    """Median seconds per call of every callable in ``jobs`` (name -> fn), timed in
+    turn, round after round.
+
+    Interleaving puts every contender under the same load at the same moments,
+    so the ratios stay meaningful on a shared, noisy machine. Each job is called
+    once first (warm-up, and Numba's cache load). ``warm_each_turn``: one more
+    untimed call at the start of every turn, because the previous job left
+    other code and data in the caches. A call shorter than ``batch_seconds`` is
+    repeated within its turn and the turn's mean taken (timer resolution).
+    """
+    counts = {}
+    for name, fn in jobs.items():
+        start = time.perf_counter()
+        fn()
+        counts[name] = max(1, int(batch_seconds / max(time.perf_counter() - start, 1e-9)))
+    samples = {name: [] for name in jobs}
+    for _ in range(repeats):
+        for name, fn in jobs.items():
+            if warm_each_turn:
+                fn()
+            start = time.perf_counter()
+            for _ in range(counts[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / counts[name])
+    return {name: float(np.median(x)) for name, x in samples.items()}
 
 
 @contextlib.contextmanager

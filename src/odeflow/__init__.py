@@ -36,7 +36,8 @@ _EXPORTS = {
 _ERRORS = (
     "OdeflowError", "InputError", "InputTypeError", "ShapeError", "DataFormatError",
     "SolverError", "StepSizeUnderflowError", "MaxStepsExceededError",
-    "NonFiniteDerivativeError", "GradientError", "ToleranceWarning", "TrainingError",
+    "NonFiniteDerivativeError", "GradientError", "ToleranceWarning", "GradientAccuracyWarning",
+    "TrainingError",
 )
 for _name in _ERRORS:
     _EXPORTS[_name] = "odeflow.errors"

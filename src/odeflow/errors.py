@@ -26,6 +26,7 @@ __all__ = [
     "NonFiniteDerivativeError",
     "GradientError",
     "ToleranceWarning",
+    "GradientAccuracyWarning",
     "TrainingError",
 ]
 
@@ -92,6 +93,11 @@ class NonFiniteDerivativeError(SolverError):
 class ToleranceWarning(UserWarning):
     """A tolerance was changed to a usable value (for example ``rtol`` raised to
     100 times the machine epsilon of the state's dtype, as scipy does)."""
+
+
+class GradientAccuracyWarning(UserWarning):
+    """A gradient was computed but may be inaccurate beyond the tolerances (for example the
+    backsolve adjoint's reconstruction of ``y`` drifted from the forward solution)."""
 
 
 class TrainingError(OdeflowError, RuntimeError):

@@ -23,7 +23,7 @@ Two modes (``adjoint_mode``):
 ``"backsolve"`` (the paper's; O(1) memory in the number of steps)
     The augmented state ``[y, a, a_theta]`` is integrated from ``t_i`` back to
     ``t_{i-1}``, ``y`` restarting at each ``t_i`` from the stored forward
-    output. **The gradient is approximate** beyond the tolerances when the
+    output. Unaudited, **the gradient would be approximate** beyond the tolerances when the
     backward reconstruction of ``y`` is ill-conditioned: for dissipative
     dynamics (eigenvalues with large negative real part) the errors of ``y``
     grow like ``exp(|lambda| T)`` backwards (Gholami et al. 2019, ANODE;
@@ -35,6 +35,20 @@ Two modes (``adjoint_mode``):
     reconstructed backwards (the interpolated reverse dynamic method of
     Daulbaev et al. 2020, in the spirit of ACA's checkpoints).
 
+Backsolve audits itself (:mod:`~odeflow.adjoint.audit`): at each ``t_{i-1}``
+the reconstructed ``y`` is compared with the stored forward output, and an
+interval that drifted is by default redone in checkpoint mode.
+
+With a recorded walk (``create_graph=True``) the backward pass is itself
+recorded, interval by interval (:mod:`~odeflow.adjoint.higher`), so gradients
+of gradients work in both modes.
+
+The code: this module checks the arguments and ties the pieces together; the
+forward solve records which parameters ``func`` reads
+(:mod:`~odeflow.adjoint.params`), :mod:`~odeflow.adjoint.interval` solves the
+backward pass over one interval, :mod:`~odeflow.adjoint.audit` judges it, and
+:mod:`~odeflow.adjoint.layout` packs the augmented state.
+
 ``adjoint_options={"norm": "seminorm"}`` leaves the ``a_theta`` channels out of
 the backward step-size control (Kidger, Chen & Lyons 2021, "Hey, that's not an
 ODE"): they never feed back into the dynamics, so their error need not limit
@@ -42,14 +56,19 @@ the step; typically fewer backward evaluations for the same gradient accuracy.
 """
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass, field
+
 import numpy as np
 
+from odeflow.adjoint.audit import audit_options, drift, judge
 from odeflow.adjoint.common import array_func, as_tensor, time_data
-from odeflow.adjoint.params import find_params
-from odeflow.autodiff.backprop import gradients
+from odeflow.adjoint.higher import recorded_backward
+from odeflow.adjoint.interval import BackwardPass
+from odeflow.adjoint.params import Recorder, check_adjoint_params, check_closure
 from odeflow.autodiff.ops import make_node
-from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
-from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
+from odeflow.autodiff.tensor import Tensor, is_grad_enabled
+from odeflow.errors import InputError, InputTypeError, SolverError
 from odeflow.solvers.integrate import prepare
 from odeflow.solvers.integrate import solve as _solve
 from odeflow.solvers.jit import is_jitted
@@ -61,75 +80,93 @@ __all__ = ["odeint_adjoint", "ADJOINT_MODES"]
 ADJOINT_MODES = ("backsolve", "checkpoint")
 
 
-def _vjp(func, t, y, a, params):
-    """``f(t, y)`` and the vector-Jacobian products ``-a^T df/dy``, ``-a^T df/dtheta``."""
-    with enable_grad():
-        y_t = Tensor(y, requires_grad=True)
-        f = func(t, y_t)
-        if not isinstance(f, Tensor) or not f.requires_grad:
-            # f does not depend on y nor on any parameter: both products vanish
-            f_data = f.data if isinstance(f, Tensor) else np.asarray(f)
-            return f_data, np.zeros_like(y), [np.zeros_like(p.data) for p in params]
-        grads = gradients(f, [y_t] + params, grad_outputs=-a, allow_unused=True)
-    g_y = np.zeros_like(y) if grads[0] is None else grads[0].data
-    g_p = [np.zeros_like(p.data) if g is None else g.data for p, g in zip(params, grads[1:])]
-    return f.data, g_y, g_p
+@dataclass
+class _Settings:
+    """What the backward pass needs besides ``func`` and the forward solution."""
+    forward: dict            # rtol, atol, method, options of the forward solve
+    fwd_rtol: np.ndarray     # the forward's checked tolerances (flat), for the drift norm
+    fwd_atol: np.ndarray
+    adaptive: bool
+    checkpoint: bool
+    on_drift: str
+    drift_tol: float
+    make_pass: object        # params -> BackwardPass
+    stats: dict = field(default=None)
 
 
-class _Layout:
-    """Packing of the augmented state into one flat array.
-
-    Layout (backsolve)   ``z = [ y (n) | a (n) | a_theta (p_1) ... (p_k) ]``
-    Layout (checkpoint)  ``z = [ a (n) | a_theta (p_1) ... (p_k) ]``
-    """
-
-    def __init__(self, shape, params, with_y):
-        self.shape = shape
-        self.n = int(np.prod(shape))
-        self.sizes = [p.data.size for p in params]
-        self.shapes = [p.data.shape for p in params]
-        self.with_y = with_y
-        self.offset = self.n if with_y else 0   # start of a
-        self.total = self.offset + self.n + sum(self.sizes)
-
-    def pack(self, y, a, a_theta):
-        parts = ([y.ravel()] if self.with_y else []) + [a.ravel()] + [g.ravel() for g in a_theta]
-        return np.concatenate(parts)
-
-    def unpack(self, z):
-        y = z[: self.n].reshape(self.shape) if self.with_y else None
-        a = z[self.offset: self.offset + self.n].reshape(self.shape)
-        a_theta, start = [], self.offset + self.n
-        for size, shape in zip(self.sizes, self.shapes):
-            a_theta.append(z[start: start + size].reshape(shape))
-            start += size
-        return y, a, a_theta
+def _backward_options(method, opts, adjoint_method, adjoint_options, adjoint_rtol, adjoint_atol,
+                      rtol, atol, y0):
+    """The backward solve's settings, checked before any work (they inherit the forward's)."""
+    b_method = method if adjoint_method is None else adjoint_method
+    if adjoint_options is not None and not isinstance(adjoint_options, dict):
+        raise InputTypeError(f"`adjoint_options` must be a dict or None; got {type(adjoint_options).__name__}")
+    back = dict(adjoint_options) if adjoint_options is not None else (
+        dict(opts) if b_method == method else {})
+    norm = back.pop("norm", "rms")
+    if norm not in ("rms", "seminorm"):
+        raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
+    policy, drift_tol = audit_options(back)
+    if not isinstance(b_method, str) or b_method not in TABLEAUX:
+        raise InputError(f"`adjoint_method` must be one of {', '.join(TABLEAUX)}; got {b_method!r}")
+    back = check_options(back, "adaptive" if TABLEAUX[b_method].adaptive else "fixed",
+                         b_method, name="adjoint_options") or None
+    b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
+    b_atol = atol if adjoint_atol is None else adjoint_atol
+    as_tolerance(b_rtol, "adjoint_rtol", y0.shape, y0.dtype)
+    as_tolerance(b_atol, "adjoint_atol", y0.shape, y0.dtype)
+    return dict(rtol=b_rtol, atol=b_atol, method=b_method, options=back,
+                seminorm=norm == "seminorm"), policy, drift_tol
 
 
-def _tolerances(layout, rtol, atol, seminorm, dtype):
-    """Per-channel tolerances of the backward solve, as flat arrays.
-
-    Seminorm: the ``a_theta`` channels get a scale so large that their ratio is
-    ~0, and the others a scale shrunk by ``sqrt(n_kept / n_total)`` so the RMS
-    over all channels equals the RMS over the kept ones.
-    """
-    rtol_z = np.full(layout.total, float(np.max(rtol)))
-    atol_z = np.full(layout.total, float(np.max(atol)))
-    if np.ndim(rtol) or np.ndim(atol):  # per-component tolerances apply to y and a alike
-        r = np.broadcast_to(rtol, layout.shape).ravel()
-        a = np.broadcast_to(atol, layout.shape).ravel()
-        for start in ((0, layout.n) if layout.with_y else (0,)):
-            rtol_z[start: start + layout.n] = r
-            atol_z[start: start + layout.n] = a
-    if seminorm and sum(layout.sizes):
-        kept = layout.offset + layout.n
-        shrink = np.sqrt(kept / layout.total)
-        rtol_z[:kept] *= shrink
-        atol_z[:kept] *= shrink
-        rtol_z[kept:] = 1.0
-        atol_z[kept:] = np.finfo(np.float64).max / 4
-    floor = 100 * np.finfo(dtype).eps
-    return np.maximum(rtol_z, floor), atol_z
+def _first_order(func, params, strict, sol, g, t_grad, s):
+    """The adjoint's backward pass on arrays: ``[dL/dy0, (dL/dt), dL/dtheta...]`` (module docstring)."""
+    ys, t_data, m = sol.y, sol.t, sol.t.size
+    f_arrays = array_func(func)
+    bp = s.make_pass(params)
+    audited = not s.checkpoint
+    back = {"nfe": 0, "n_steps": 0, "drift": [None] * (m - 1) if audited else None,
+            "recomputed": 0, "nfe_recompute": 0}
+    a = g[-1].copy() if m > 1 else np.zeros_like(g[0])  # g[0] is added at the end
+    a_theta = [np.zeros_like(p.data) for p in params]
+    t_grads = np.zeros(m) if t_grad else None
+    if t_grad and m > 1:
+        t_grads[-1] = np.vdot(g[-1], f_arrays(t_data[-1], ys[-1]))
+        back["nfe"] += 1
+    for i in range(m - 1, 0, -1):
+        if s.checkpoint:
+            _, a_new, th_new = bp.interval(t_data[i], t_data[i - 1], a, a_theta, dense=sol.interpolate)
+        else:
+            try:
+                y_rec, a_new, th_new = bp.interval(t_data[i], t_data[i - 1], a, a_theta, y_hi=ys[i])
+                value = drift(y_rec.ravel(), ys[i - 1].ravel(), s.fwd_rtol, s.fwd_atol)
+            except SolverError:
+                if s.on_drift != "recompute" or not s.adaptive:
+                    raise
+                value = float("inf")
+            back["drift"][i - 1] = value
+            if s.adaptive and judge(s.on_drift, value, s.drift_tol, i - 1, t_data[i - 1], t_data[i]):
+                # checkpoint mode on this interval alone, from a forward re-solve of it
+                nfe_before = bp.nfe
+                piece = _solve(f_arrays, ys[i - 1], t_data[i - 1: i + 1], dense_output=True, **s.forward)
+                _, a_new, th_new = bp.interval(t_data[i], t_data[i - 1], a, a_theta, dense=piece.interpolate)
+                back["recomputed"] += 1
+                back["nfe_recompute"] += piece.stats["nfe"] + bp.nfe - nfe_before
+                back["nfe"] += piece.stats["nfe"]
+        a, a_theta = a_new, th_new
+        if t_grad and i - 1 >= 1:
+            t_grads[i - 1] = np.vdot(g[i - 1], f_arrays(t_data[i - 1], ys[i - 1]))
+            back["nfe"] += 1
+        if i - 1 >= 1:
+            a += g[i - 1]
+    if t_grad and m > 1:  # dL/dt_0 = -a(t_0+) . f(t_0, y_0), before adding dL/dy(t_0)
+        t_grads[0] = -np.vdot(a, f_arrays(t_data[0], ys[0]))
+        back["nfe"] += 1
+    a = a + g[0]
+    back["nfe"] += bp.nfe
+    back["n_steps"] = bp.n_steps
+    if s.stats is not None:
+        s.stats["backward"] = back
+    return [a] + ([t_grads] if t_grad else []) + list(a_theta)
 
 
 def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None,
@@ -154,25 +191,42 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     adjoint_options : dict, optional
         Solver options of the backward solve (default: ``options`` when the
         method is the same), plus ``"norm"``: ``"rms"`` (default, every
-        channel) or ``"seminorm"`` (leave ``a_theta`` out).
+        channel) or ``"seminorm"`` (leave ``a_theta`` out); and the backsolve
+        audit (:mod:`odeflow.adjoint.audit`): ``"on_drift"`` in
+        ``{"recompute" (default), "warn", "raise", "ignore"}`` and
+        ``"drift_tol"`` (default ``DRIFT_TOL`` = 10 forward tolerances). The
+        audit acts for adaptive methods; with a fixed-step method the drift is
+        only reported.
     adjoint_params : sequence of Tensor, optional
-        Parameters to differentiate. Default: every leaf Tensor requiring grad
-        that ``func(t0, y0)`` was computed from, found by one recorded
-        evaluation (reported as ``stats["forward"]["nfe_probe"]``).
+        Parameters to differentiate (other Tensors ``func`` reads are then
+        constants). Default: every leaf Tensor requiring grad that any
+        forward evaluation of ``func`` was computed from, whenever it was
+        first read (a Tensor used only after ``t[0]`` included): exactly the
+        Tensors backprop through the solver would reach. Each forward
+        evaluation is recorded for that (:mod:`odeflow.adjoint.params`).
     adjoint_mode : {"backsolve", "checkpoint"}
-        See the module docstring. ``"backsolve"``'s gradients can be
-        inaccurate for strongly dissipative dynamics; ``"checkpoint"`` avoids
-        that at O(steps x state) memory.
+        See the module docstring. ``"backsolve"`` reconstructs ``y``
+        backwards and audits the reconstruction (an interval that drifted is
+        redone in checkpoint mode by default); ``"checkpoint"`` keeps the
+        forward dense output, O(steps x state) memory.
     stats : dict, optional
         Filled with ``stats["forward"]`` (the forward solve's ``nfe``,
-        ``n_steps``...) now, and ``stats["backward"]`` (``nfe`` summed over the
-        backward solves plus the evaluations for time gradients) after
-        ``backward()``.
+        ``n_steps``...) now, and after ``backward()`` with
+        ``stats["backward"]``: ``nfe`` (every evaluation of the backward
+        pass: the backward solves, the time gradients and any recomputation),
+        ``n_steps``, ``drift`` (backsolve: one float per interval ``[t_k,
+        t_{k+1}]``, in units of the forward tolerance; checkpoint: None),
+        ``recomputed`` (intervals redone in checkpoint mode) and
+        ``nfe_recompute`` (their evaluations). A recorded walk
+        (``create_graph=True``) reports ``nfe`` and ``recorded=True``.
 
     Returns
     -------
     Tensor, shape ``(len(t), *y0.shape)``
-        The solution; ``backward()`` through it runs the adjoint solve.
+        The solution; ``backward()`` through it runs the adjoint solve. Its
+        dtype is the state's (``y0``'s), in both modes and as
+        :func:`odeflow.odeint`, whatever the parameters' dtype; each gradient
+        has the dtype of the Tensor it belongs to.
 
     Raises
     ------
@@ -183,10 +237,21 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     GradientError
         ``func`` returns an ndarray for a Tensor ``y`` (the graph would be cut),
         or captures float ndarrays that would silently get no gradient (see
-        :func:`odeflow.adjoint.params.find_params`).
+        :func:`odeflow.adjoint.params.check_closure`); during ``backward()``:
+        ``func`` reads a Tensor requiring grad that no forward evaluation read
+        (named by shape and time), or the audit's ``on_drift="raise"``.
+    GradientAccuracyWarning
+        The audit's ``on_drift="warn"``, naming the interval and the drift.
     SolverError
         From the forward solve, or from a backward solve (same classes, the
         message saying it was the backward solve).
+
+    Notes
+    -----
+    Higher-order gradients: when the walk is recorded (``backward(create_graph=True)``,
+    ``gradients(..., create_graph=True)``, nested :func:`odeflow.grad`), the
+    backward pass is recorded too (:mod:`odeflow.adjoint.higher`), in both
+    modes, so Hessian-vector products and gradient penalties work.
 
     References
     ----------
@@ -208,110 +273,49 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         raise InputTypeError(f"`stats` must be a dict or None; got {type(stats).__name__}")
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
-    tab, _, t_checked, _, _, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
-    # the backward solve: checked now, before any work; it inherits the forward
-    # method and options unless told otherwise (as torchdiffeq)
-    b_method = method if adjoint_method is None else adjoint_method
-    if adjoint_options is not None and not isinstance(adjoint_options, dict):
-        raise InputTypeError(f"`adjoint_options` must be a dict or None; got {type(adjoint_options).__name__}")
-    back_options = dict(adjoint_options) if adjoint_options is not None else (
-        dict(opts) if b_method == method else {})
-    norm = back_options.pop("norm", "rms")
-    if norm not in ("rms", "seminorm"):
-        raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
-    if not isinstance(b_method, str) or b_method not in TABLEAUX:
-        raise InputError(f"`adjoint_method` must be one of {', '.join(TABLEAUX)}; got {b_method!r}")
-    back_options = check_options(back_options, "adaptive" if TABLEAUX[b_method].adaptive else "fixed",
-                                 b_method, name="adjoint_options") or None
-    b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
-    b_atol = atol if adjoint_atol is None else adjoint_atol
-    as_tolerance(b_rtol, "adjoint_rtol", y0.shape, y0.dtype)
-    as_tolerance(b_atol, "adjoint_atol", y0.shape, y0.dtype)
+    tab, _, _, fwd_rtol, fwd_atol, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    backward_kw, policy, drift_tol = _backward_options(method, opts, adjoint_method, adjoint_options,
+                                                       adjoint_rtol, adjoint_atol, rtol, atol, y0)
     checkpoint = adjoint_mode == "checkpoint"
     if checkpoint and not tab.adaptive:
         raise InputError(f"`adjoint_mode` 'checkpoint' reads y(t) from the forward dense output, "
                          f"which fixed-step method {method!r} does not have; use 'backsolve', or "
                          f"backprop through the solver (odeflow.odeint with a Tensor y0)")
-    if adjoint_params is not None:  # checked before any evaluation
-        params = find_params(func, None, adjoint_params)
+    strict = adjoint_params is None  # checked before any evaluation
+    if strict:
+        check_closure(func)
+    else:
+        params = check_adjoint_params(adjoint_params)
+    forward_kw = dict(rtol=rtol, atol=atol, method=method, options=options)
     if not is_grad_enabled():  # under no_grad nothing will be differentiated: values only
-        sol = _solve(array_func(func), y0.data, t_data, rtol=rtol, atol=atol, method=method,
-                     options=options, dense_output=False)
+        sol = _solve(array_func(func), y0.data, t_data, dense_output=False, **forward_kw)
         if stats is not None:
             stats["forward"] = dict(sol.stats)
         return Tensor(sol.y)
-    # the probe: one recorded evaluation shows which parameters func really uses
-    with enable_grad():
-        y_probe = Tensor(y0.data, requires_grad=True)
-        probe = func(float(t_checked[0]), y_probe)
-    if not isinstance(probe, Tensor):
-        raise GradientError(
-            f"`func` returned a {type(probe).__name__} for a Tensor `y`, so no gradient can flow "
-            f"through it: build dy/dt with odeflow ops on `y` (if it truly depends on neither `y` "
-            f"nor any parameter, return odeflow.Tensor(...))")
-    if adjoint_params is None:
-        params = find_params(func, (probe, y_probe))
-    f_arrays = array_func(func)
-    # forward: values only, no graph (O(1) memory for backsolve)
-    sol = _solve(f_arrays, y0.data, t_data, rtol=rtol, atol=atol, method=method, options=options,
-                 dense_output=checkpoint)
+    # forward: values only, no graph kept (O(1) memory for backsolve); each
+    # evaluation is recorded just long enough to see which parameters it read
+    recorder = Recorder(func, discover=strict)
+    sol = _solve(recorder, y0.data, t_data, dense_output=checkpoint, **forward_kw)
+    if strict:
+        params = recorder.params
     if stats is not None:
-        stats["forward"] = dict(sol.stats, nfe_probe=1)
-    ys = sol.y
-    t_data = sol.t
-    layout = _Layout(y0.shape, params, with_y=not checkpoint)
+        stats["forward"] = dict(sol.stats)
+    settings = _Settings(
+        forward=forward_kw, fwd_rtol=fwd_rtol, fwd_atol=fwd_atol, adaptive=tab.adaptive,
+        checkpoint=checkpoint, on_drift=policy, drift_tol=drift_tol, stats=stats,
+        make_pass=lambda ps: BackwardPass(func, ps, strict, y0.shape, sol.y.dtype, **backward_kw))
 
     def backward(g):
-        g = np.asarray(g.data, dtype=ys.dtype)
-        counter = {"nfe": 0}
-
-        def augmented(s, z):
-            y, a, _ = layout.unpack(z)
-            if checkpoint:
-                y = sol.interpolate(s)
-            f, g_y, g_p = _vjp(func, s, y, a, params)
-            counter["nfe"] += 1
-            return layout.pack(f, g_y, g_p) if not checkpoint else layout.pack(None, g_y, g_p)
-
-        if t_data.size == 1:  # y(t0) = y0: identity in y0, independent of t0 and theta
+        if is_grad_enabled():  # a recorded walk: gradients that can be differentiated again
+            counter = {"nfe": 0}
+            grads = recorded_backward(func, node_ref(), g, t, t_grad, params, strict, forward_kw, counter)
             if stats is not None:
-                stats["backward"] = {"nfe": 0, "n_steps": 0}
-            return [g[0]] + ([np.zeros(1)] if t_grad else []) + [np.zeros_like(p.data) for p in params]
-        rtol_z, atol_z = _tolerances(layout, b_rtol, b_atol, norm == "seminorm", ys.dtype)
-        a = g[-1].copy()
-        a_theta = [np.zeros_like(p.data) for p in params]
-        t_grads = np.zeros(t_data.size) if t_grad else None
-        m = t_data.size
-        if t_grad:
-            t_grads[-1] = np.vdot(g[-1], f_arrays(t_data[-1], ys[-1]))
-            counter["nfe"] += 1
-        n_steps = 0
-        for i in range(m - 1, 0, -1):
-            z0 = layout.pack(ys[i], a, a_theta)
-            try:
-                out = _solve(augmented, z0, [t_data[i], t_data[i - 1]], rtol=rtol_z, atol=atol_z,
-                             method=b_method, options=back_options, dense_output=False)
-            except SolverError as exc:
-                raise type(exc)(f"adjoint backward solve from t = {float(t_data[i])!r} to "
-                                f"{float(t_data[i - 1])!r} (set by adjoint_rtol, adjoint_atol, "
-                                f"adjoint_method, adjoint_options): {exc}", t=exc.t, h=exc.h,
-                                solution=exc.solution) from None
-            n_steps += out.stats["n_steps"]
-            _, a, a_theta = layout.unpack(out.y[-1])
-            a = a.copy()
-            if t_grad and i - 1 >= 1:
-                t_grads[i - 1] = np.vdot(g[i - 1], f_arrays(t_data[i - 1], ys[i - 1]))
-                counter["nfe"] += 1
-            if i - 1 >= 1:
-                a += g[i - 1]
-        if t_grad:  # dL/dt_0 = -a(t_0+) . f(t_0, y_0), before adding dL/dy(t_0)
-            t_grads[0] = -np.vdot(a, f_arrays(t_data[0], ys[0]))
-            counter["nfe"] += 1
-        a = a + g[0]
-        if stats is not None:
-            stats["backward"] = {"nfe": counter["nfe"], "n_steps": n_steps}
-        grads = [a] + ([t_grads] if t_grad else []) + [np.asarray(x) for x in a_theta]
-        return grads
+                stats["backward"] = {"nfe": counter["nfe"], "recorded": True}
+            return grads
+        return _first_order(func, params, strict, sol, np.asarray(g.data, dtype=sol.y.dtype), t_grad,
+                            settings)
 
     parents = [y0] + ([t] if t_grad else []) + params
-    return make_node(ys, parents, backward)
+    node = make_node(sol.y, parents, backward)
+    node_ref = weakref.ref(node)  # not the node itself: no reference cycle through the closure
+    return node

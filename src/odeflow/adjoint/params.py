@@ -2,11 +2,29 @@
 
 The adjoint needs the list of parameters ``theta`` whose gradient it
 integrates (``a_theta`` in Chen et al. 2018, eq. 5). torchdiffeq asks for an
-``nn.Module`` or an explicit ``adjoint_params``; odeflow instead evaluates
-``func`` once with recording on (the *probe*) and takes the leaf Tensors
-requiring grad that the result was computed from. That finds parameters
-wherever they live: in a Module, a closure, a global, a plain object, a
-``functools.partial``, a helper function.
+``nn.Module`` or an explicit ``adjoint_params``; odeflow instead watches
+``func`` as the forward solve evaluates it.
+
+The rule (stated in :func:`odeflow.odeint_adjoint` and docs/adjoint.md):
+
+* every forward evaluation is recorded (:class:`Recorder`), and every leaf
+  Tensor requiring grad that a result was computed from becomes a parameter,
+  whenever it was first met: a Tensor used only after ``t[0]`` (a branch on
+  ``t``, a list of per-interval weights, a piecewise control) is found as
+  surely as one used from the start. These are exactly the Tensors that
+  backpropagation through the same solve would reach. They become parents of
+  the solution's graph node, so the backward walk can deliver their gradients;
+* the backward solve starts every ``a_theta`` channel at zero at ``t_N``,
+  which is exact for a parameter first used later (its channel stays zero
+  until the backward solve reaches the time where ``func`` reads it);
+* a leaf requiring grad that ``func`` reads during the backward solve but never
+  read during the forward solve cannot receive a gradient (it is not a parent
+  of the node): that is a :class:`~odeflow.errors.GradientError` naming its
+  shape and the time (see :func:`unknown_leaf_error`), never a silent zero.
+
+Recording costs a few per cent of an evaluation (the graph of one evaluation
+is built and dropped). ``adjoint_params=`` replaces the search (no recording)
+and restricts the gradient to the Tensors listed.
 
 A gradient silently missing is the worst failure of a gradient library: an
 ndarray captured in ``func``'s closure can never receive one, so it is named
@@ -18,11 +36,11 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.autodiff.backprop import leaves
-from odeflow.autodiff.tensor import Tensor
+from odeflow.autodiff.tensor import Tensor, enable_grad, no_grad
 from odeflow.errors import GradientError, InputTypeError
 from odeflow.nn.module import Module
 
-__all__ = ["find_params"]
+__all__ = ["check_adjoint_params", "check_closure", "Recorder", "unknown_leaf_error"]
 
 
 def _arrays_in(value, name, depth=0):
@@ -36,7 +54,8 @@ def _arrays_in(value, name, depth=0):
     return []
 
 
-def _unique(params):
+def unique(params):
+    """`params` without repeats (by identity), in their first order."""
     seen, out = set(), []
     for p in params:
         if id(p) not in seen:
@@ -45,43 +64,38 @@ def _unique(params):
     return out
 
 
-def find_params(func, probe, adjoint_params=None):
-    """The Tensors ``theta`` to differentiate, in a fixed order.
-
-    Parameters
-    ----------
-    func : callable ``func(t, y)``
-    probe : tuple ``(output, y)``, or None with ``adjoint_params``
-        ``func(t0, y)`` evaluated with recording on, for a leaf ``y`` requiring grad.
-    adjoint_params : sequence of Tensor, optional
-        Overrides the search; each must require grad. An empty sequence means
-        "no parameters" and silences the closure check.
-
-    Returns
-    -------
-    list of Tensor
+def check_adjoint_params(adjoint_params):
+    """``adjoint_params`` as a list of distinct Tensors requiring grad.
 
     Raises
     ------
     InputTypeError
-        ``adjoint_params`` is not a sequence of Tensors (a Module is named
-        with a hint to pass ``module.parameters()``).
+        Not a sequence of Tensors (a Module is named with a hint to pass
+        ``module.parameters()``).
     GradientError
-        An entry does not require grad; or, with no ``adjoint_params``, a
-        float ndarray in ``func``'s closure would silently get no gradient.
+        An entry does not require grad.
     """
-    if adjoint_params is not None:
-        if isinstance(adjoint_params, (Module, Tensor)) or not hasattr(adjoint_params, "__iter__"):
-            hint = " (pass module.parameters())" if isinstance(adjoint_params, Module) else ""
-            raise InputTypeError(f"`adjoint_params` must be a sequence of Tensors; got "
-                                 f"{type(adjoint_params).__name__}{hint}")
-        params = list(adjoint_params)
-        for i, p in enumerate(params):
-            if not isinstance(p, Tensor):
-                raise InputTypeError(f"`adjoint_params[{i}]` must be a Tensor; got {type(p).__name__}")
-            if not p.requires_grad:
-                raise GradientError(f"`adjoint_params[{i}]` (shape {p.shape}) does not require grad")
-        return _unique(params)
+    if isinstance(adjoint_params, (Module, Tensor)) or not hasattr(adjoint_params, "__iter__"):
+        hint = " (pass module.parameters())" if isinstance(adjoint_params, Module) else ""
+        raise InputTypeError(f"`adjoint_params` must be a sequence of Tensors; got "
+                             f"{type(adjoint_params).__name__}{hint}")
+    params = list(adjoint_params)
+    for i, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise InputTypeError(f"`adjoint_params[{i}]` must be a Tensor; got {type(p).__name__}")
+        if not p.requires_grad:
+            raise GradientError(f"`adjoint_params[{i}]` (shape {p.shape}) does not require grad")
+    return unique(params)
+
+
+def check_closure(func):
+    """Refuse a ``func`` whose closure holds float ndarrays (they would silently get no gradient).
+
+    Raises
+    ------
+    GradientError
+        Naming each array and its shape, with the two ways out.
+    """
     arrays = []
     code = getattr(func, "__code__", None)
     for name, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or ()):
@@ -96,6 +110,60 @@ def find_params(func, probe, adjoint_params=None):
             f"gradient. Make them Tensors with requires_grad=True (or nn.Parameter) to learn them, "
             f"or pass adjoint_params=[...] listing the Tensors to differentiate (possibly empty) "
             f"to treat them as constants")
-    output, y = probe
-    used = leaves(output) if isinstance(output, Tensor) else []
-    return _unique([p for p in used if p is not y])
+
+
+def not_a_tensor_error(out):
+    return GradientError(
+        f"`func` returned a {type(out).__name__} for a Tensor `y`, so no gradient can flow "
+        f"through it: build dy/dt with odeflow ops on `y` (if it truly depends on neither `y` "
+        f"nor any parameter, return odeflow.Tensor(...))")
+
+
+def unknown_leaf_error(leaf, t):
+    """The error for a Tensor first met by the backward solve (see the module docstring)."""
+    return GradientError(
+        f"`func` read a Tensor of shape {leaf.shape} requiring grad at t = {float(t)!r} during the "
+        f"adjoint's backward solve, but never during the forward solve, so it is not part of the "
+        f"solution's graph and cannot receive its gradient. Pass it in adjoint_params (with the "
+        f"other parameters), or use adjoint_mode='checkpoint' / odeflow.odeint")
+
+
+class Recorder:
+    """``func`` on arrays for the forward solve, collecting the parameters it reads.
+
+    Parameters
+    ----------
+    func : callable ``func(t, y)`` on Tensors
+    discover : bool
+        Record each evaluation and collect the leaves requiring grad of its
+        result (``params``, in order of first use). Without it, evaluations
+        run under ``no_grad`` (values only).
+
+    Raises (when called)
+    ------
+    GradientError
+        ``func`` returned something other than a Tensor.
+    """
+
+    def __init__(self, func, discover):
+        self.func = func
+        self.discover = discover
+        self._found = {}
+
+    @property
+    def params(self):
+        return list(self._found.values())
+
+    def __call__(self, t, y):
+        if self.discover:
+            with enable_grad():
+                out = self.func(t, Tensor(y))
+            if isinstance(out, Tensor) and out.requires_grad:
+                for leaf in leaves(out):
+                    self._found.setdefault(id(leaf), leaf)
+        else:
+            with no_grad():
+                out = self.func(t, Tensor(y))
+        if not isinstance(out, Tensor):
+            raise not_a_tensor_error(out)
+        return out.data

@@ -36,7 +36,7 @@ import numpy as np
 from odeflow.autodiff.tensor import Tensor, _mode, _wrap
 from odeflow.errors import GradientError, InputError, InputTypeError, ShapeError
 
-__all__ = ["backward", "gradients"]
+__all__ = ["backward", "gradients", "leaf_gradients"]
 
 
 def _freed(g, out):
@@ -263,3 +263,15 @@ def gradients(outputs, inputs, grad_outputs=None, create_graph: bool = False,
                                 "outputs; pass allow_unused=True to get None for it")
         result.append(None if entry is None else entry[1])
     return tuple(result)
+
+
+def leaf_gradients(output: Tensor, grad, create_graph: bool = False) -> list:
+    """``[(leaf, gradient), ...]`` for every leaf requiring grad that `output` was computed from.
+
+    One walk, as :func:`backward`, but returning the gradients instead of
+    accumulating them into ``.grad``: for callers that must see every leaf
+    reached, not only chosen ones (the adjoint method meets parameters as it
+    goes). The graph is freed unless `create_graph`.
+    """
+    seed = _seed(output, grad, "grad")
+    return list(_walk([output], [seed], None, create_graph, create_graph).values())

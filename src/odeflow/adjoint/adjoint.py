@@ -294,16 +294,18 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         return Tensor(sol.y)
     # forward: values only, no graph kept (O(1) memory for backsolve); each
     # evaluation is recorded just long enough to see which parameters it read
-    recorder = Recorder(func, discover=strict)
+    recorder = Recorder(func)
     sol = _solve(recorder, y0.data, t_data, dense_output=checkpoint, **forward_kw)
     if strict:
         params = recorder.params
+    steady = recorder.steady(params)
     if stats is not None:
         stats["forward"] = dict(sol.stats)
     settings = _Settings(
         forward=forward_kw, fwd_rtol=fwd_rtol, fwd_atol=fwd_atol, adaptive=tab.adaptive,
         checkpoint=checkpoint, on_drift=policy, drift_tol=drift_tol, stats=stats,
-        make_pass=lambda ps: BackwardPass(func, ps, strict, y0.shape, sol.y.dtype, **backward_kw))
+        make_pass=lambda ps: BackwardPass(func, ps, strict, y0.shape, sol.y.dtype, steady=steady,
+                                          **backward_kw))
 
     def backward(g):
         if is_grad_enabled():  # a recorded walk: gradients that can be differentiated again

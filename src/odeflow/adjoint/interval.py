@@ -75,6 +75,9 @@ class BackwardPass:
         Of the state.
     rtol, atol, method, options, seminorm
         Of the backward solve.
+    steady : list of bool
+        Per parameter, whether every forward evaluation read it (see
+        :func:`~odeflow.adjoint.layout.tolerances`).
 
     Attributes
     ----------
@@ -82,11 +85,12 @@ class BackwardPass:
         Evaluations of ``func`` and backward steps so far.
     """
 
-    def __init__(self, func, params, strict, shape, dtype, rtol, atol, method, options, seminorm):
+    def __init__(self, func, params, strict, shape, dtype, rtol, atol, method, options, seminorm,
+                 steady):
         self.func, self.params, self.strict = func, params, strict
         self.method, self.options = method, options
         self.layouts = {with_y: Layout(shape, params, with_y) for with_y in (True, False)}
-        self.tols = {with_y: tolerances(self.layouts[with_y], rtol, atol, seminorm, dtype)
+        self.tols = {with_y: tolerances(self.layouts[with_y], rtol, atol, seminorm, dtype, steady)
                      for with_y in (True, False)}
         self.nfe = 0
         self.n_steps = 0

@@ -55,15 +55,20 @@ class Layout:
         return y, a, a_theta
 
 
-def tolerances(layout, rtol, atol, seminorm, dtype):
+def tolerances(layout, rtol, atol, seminorm, dtype, steady=None):
     """Per-channel tolerances of the backward solve, as flat arrays ``(rtol_z, atol_z)``.
 
     ``y`` and ``a`` get the (possibly per-component) tolerances of the backward
     solve; every ``a_theta`` channel their largest value. Seminorm (Kidger,
     Chen & Lyons 2021): the ``a_theta`` channels get a scale so large that their
     ratio is ~0, and the others a scale shrunk by ``sqrt(n_kept / n_total)``
-    so the RMS over all channels equals the RMS over the kept ones. ``rtol`` is
-    floored at 100 machine epsilons of `dtype`.
+    so the RMS over all channels equals the RMS over the kept ones. Only the
+    channels of *steady* parameters (``steady[k]`` true: read by every
+    evaluation) are left out: a parameter that ``func`` reads only at some
+    times has an integrand ``a^T df/dtheta`` that jumps where the reading
+    starts or stops, and that jump is seen by no other channel, so its error
+    must still limit the step. ``rtol`` is floored at 100 machine epsilons of
+    `dtype`.
     """
     rtol_z = np.full(layout.total, float(np.max(rtol)))
     atol_z = np.full(layout.total, float(np.max(atol)))
@@ -73,12 +78,17 @@ def tolerances(layout, rtol, atol, seminorm, dtype):
         for start in ((0, layout.n) if layout.with_y else (0,)):
             rtol_z[start: start + layout.n] = r
             atol_z[start: start + layout.n] = a
-    if seminorm and sum(layout.sizes):
-        kept = layout.offset + layout.n
-        shrink = np.sqrt(kept / layout.total)
-        rtol_z[:kept] *= shrink
-        atol_z[:kept] *= shrink
-        rtol_z[kept:] = 1.0
-        atol_z[kept:] = np.finfo(np.float64).max / 4
+    steady = [True] * len(layout.sizes) if steady is None else list(steady)
+    left_out = np.zeros(layout.total, bool)
+    start = layout.offset + layout.n
+    for size, skip in zip(layout.sizes, steady):
+        left_out[start: start + size] = skip
+        start += size
+    if seminorm and left_out.any():
+        shrink = np.sqrt((~left_out).sum() / layout.total)
+        rtol_z[~left_out] *= shrink
+        atol_z[~left_out] *= shrink
+        rtol_z[left_out] = 1.0
+        atol_z[left_out] = np.finfo(np.float64).max / 4
     floor = 100 * np.finfo(dtype).eps
     return np.maximum(rtol_z, floor), atol_z

@@ -23,8 +23,11 @@ The rule (stated in :func:`odeflow.odeint_adjoint` and docs/adjoint.md):
   shape and the time (see :func:`unknown_leaf_error`), never a silent zero.
 
 Recording costs a few per cent of an evaluation (the graph of one evaluation
-is built and dropped). ``adjoint_params=`` replaces the search (no recording)
-and restricts the gradient to the Tensors listed.
+is built and dropped). ``adjoint_params=`` replaces the search and restricts
+the gradient to the Tensors listed (the others are constants). The counts of
+which evaluations read which parameter also tell the seminorm which
+``a_theta`` channels may be left out of the step-size control
+(:func:`odeflow.adjoint.layout.tolerances`).
 
 A gradient silently missing is the worst failure of a gradient library: an
 ndarray captured in ``func``'s closure can never receive one, so it is named
@@ -36,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.autodiff.backprop import leaves
-from odeflow.autodiff.tensor import Tensor, enable_grad, no_grad
+from odeflow.autodiff.tensor import Tensor, enable_grad
 from odeflow.errors import GradientError, InputTypeError
 from odeflow.nn.module import Module
 
@@ -129,15 +132,16 @@ def unknown_leaf_error(leaf, t):
 
 
 class Recorder:
-    """``func`` on arrays for the forward solve, collecting the parameters it reads.
+    """``func`` on arrays for the forward solve, watching which parameters it reads.
+
+    Each evaluation is recorded, the leaves requiring grad of its result
+    collected (``params``, in order of first use) and counted, so that
+    :meth:`steady` can tell a parameter read by every evaluation from one read
+    only at some times (a branch on ``t``).
 
     Parameters
     ----------
     func : callable ``func(t, y)`` on Tensors
-    discover : bool
-        Record each evaluation and collect the leaves requiring grad of its
-        result (``params``, in order of first use). Without it, evaluations
-        run under ``no_grad`` (values only).
 
     Raises (when called)
     ------
@@ -145,25 +149,28 @@ class Recorder:
         ``func`` returned something other than a Tensor.
     """
 
-    def __init__(self, func, discover):
+    def __init__(self, func):
         self.func = func
-        self.discover = discover
         self._found = {}
+        self._reads = {}
+        self.n_evals = 0
 
     @property
     def params(self):
         return list(self._found.values())
 
+    def steady(self, params):
+        """For each of `params`: was it read by every forward evaluation?"""
+        return [self._reads.get(id(p), 0) == self.n_evals for p in params]
+
     def __call__(self, t, y):
-        if self.discover:
-            with enable_grad():
-                out = self.func(t, Tensor(y))
-            if isinstance(out, Tensor) and out.requires_grad:
-                for leaf in leaves(out):
-                    self._found.setdefault(id(leaf), leaf)
-        else:
-            with no_grad():
-                out = self.func(t, Tensor(y))
+        with enable_grad():
+            out = self.func(t, Tensor(y))
         if not isinstance(out, Tensor):
             raise not_a_tensor_error(out)
+        self.n_evals += 1
+        if out.requires_grad:
+            for leaf in leaves(out):
+                self._found.setdefault(id(leaf), leaf)
+                self._reads[id(leaf)] = self._reads.get(id(leaf), 0) + 1
         return out.data

@@ -141,7 +141,9 @@ def _seed(output, grad, name: str) -> Tensor:
     if not output.requires_grad:
         raise GradientError(
             f"the Tensor of shape {output.shape} does not require grad: none of the Tensors it "
-            "was computed from has requires_grad=True, or it was computed under no_grad()")
+            "was computed from has requires_grad=True, or it was computed under no_grad(), or it "
+            "is (computed from) a gradient returned without create_graph=True; to differentiate "
+            "a gradient, take it with backward(create_graph=True) or gradients(..., create_graph=True)")
     if grad is None:
         if output.size != 1:
             raise GradientError(

@@ -28,8 +28,11 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.adjoint.common import array_func, as_tensor, time_data
+from odeflow.adjoint.times import moved
 from odeflow.autodiff import ops
-from odeflow.autodiff.tensor import Tensor
+from odeflow.autodiff.backprop import leaves
+from odeflow.autodiff.ops import make_node
+from odeflow.autodiff.tensor import Tensor, is_grad_enabled
 from odeflow.errors import GradientError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
@@ -40,6 +43,7 @@ from odeflow.solvers.integrate import (
 from odeflow.solvers.jit import is_jitted
 from odeflow.solvers.kernels import error_ratio, scaled_rms
 from odeflow.solvers.solution import Solution
+from odeflow.solvers.validate import distinct_times
 
 __all__ = ["odeint_backprop"]
 
@@ -62,6 +66,8 @@ def _call(func, t, y):
     if out.shape != y.shape:
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {y.shape}; at "
                          f"t = {float(t)!r} it returned shape {out.shape}")
+    if out.dtype != y.dtype:  # the state keeps y0's dtype (float64 parameters, float32 state)
+        out = ops.astype(out, y.dtype)
     return out
 
 
@@ -184,52 +190,87 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
 
     Same arguments, checks and errors as :func:`odeflow.solve`, with ``y0``
     (and optionally ``t``) a Tensor and ``func`` built from engine ops.
-    Returns a Tensor of shape ``(len(t), *y0.shape)``; ``backward()`` through
-    it reaches ``y0``, ``t`` and every parameter ``func`` used. ``stats``,
-    when a dict, receives ``stats["forward"]`` (``nfe``, ``n_steps``,
-    ``n_accepted``, ``n_rejected``).
+    Returns a Tensor of shape ``(len(t), *y0.shape)`` and ``y0``'s dtype
+    (``func``'s output is cast to it, so float64 parameters do not promote a
+    float32 state); ``backward()`` through it reaches ``y0``, ``t`` and every
+    parameter ``func`` used, to any order (to second order for ``t``: see
+    :mod:`odeflow.adjoint.times`). A repeated time repeats the row at no cost,
+    and its entry of ``t`` gets its own gradient. With a single distinct time
+    (``len(t) == 1`` or ``t = [a, a]``) the output is ``y0``: one recorded
+    evaluation finds the parameters, whose gradient is then zero (not None).
+    ``stats``, when a dict, receives ``stats["forward"]`` (``nfe``,
+    ``n_steps``, ``n_accepted``, ``n_rejected``).
     """
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: with a "
                              "Tensor `y0` build func from odeflow ops (an nn.Module, say)")
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
-    tab, _, t_out, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    tab, _, t_all, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    t_out, index = distinct_times(t_all)
     if not tab.adaptive:  # before any evaluation: the step count is checked here
         grid, is_output = fixed_grid(t_out, opts.get("step_size"),
                                      int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)
     counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
-    if t_out.size == 1:  # y(t0) = y0: no evaluation, no time dependence
-        rows = [ops.expand_dims(y0 + 0.0 * t[0] if t_grad else y0, 0)]
+    delta = t - t_all if t_grad else None  # zero in value: carries dL/dt (adjoint.times)
+    if t_out.size == 1 and not (t_grad and t_all.size > 1):
+        out = _unmoved(func, y0, t, t_all, counts)
     else:
-        k0 = _call(func, float(t_out[0]), y0)
-        counts["nfe"] = 1
-        if not np.all(np.isfinite(k0.data)):
-            raise NonFiniteDerivativeError(
-                f"{method}: func(t0, y0) returned non-finite values at t = {float(t_out[0])!r}; "
-                f"nothing can be integrated from there", t=t_out[0], h=0.0)
         y = y0
-        if t_grad:  # value-preserving term carrying dL/dt_0 (module docstring)
-            f0 = k0.data
-            y = y0 - ops.astype(t[0] - float(t_out[0]), y0.dtype) * f0  # float32 stays float32
-            k0 = _call(func, float(t_out[0]), y)  # the first stage must see the shifted y0
-            counts["nfe"] += 1
-        try:
-            rows = (_adaptive(func, tab, t_out, y, k0, rtol_f, atol_f, opts, counts) if tab.adaptive
-                    else _fixed(func, tab, grid, is_output, y, k0, counts))
-        except _Failure as fail:
-            _raise(fail, method, counts, opts, t_out)
-        if t_grad:  # value-preserving terms (t_i - t_i.data) * f(t_i, y_i), one op for all rows
-            fa = array_func(func)
-            ys = ops.concatenate(rows, axis=0)
-            slopes = np.stack([f0] + [np.asarray(fa(float(t_out[i]), ys.data[i]))
-                                      for i in range(1, t_out.size)]).astype(ys.dtype)
-            counts["nfe"] += t_out.size - 1
-            dt = ops.astype(ops.reshape(t - t_out, (t_out.size,) + (1,) * y0.ndim), ys.dtype)
-            rows = [ys + dt * slopes]
+        if t_grad:  # start on the trajectory that passes y0 at t[0]
+            y, counts["nfe"] = moved(_call, func, float(t_out[0]), y0, delta[0], -1)
+        if t_out.size == 1:  # t = [a, a, ...]: no step, only the moved outputs
+            ys = ops.expand_dims(y, 0)
+        else:
+            ys = _integrate(func, tab, t_out, y, rtol_f, atol_f, opts, counts, method,
+                            None if tab.adaptive else (grid, is_output))
+        if t_grad:  # each output moved along the solution by its own time
+            pos = np.arange(t_all.size) if index is None else index
+            pieces = [ops.expand_dims(y0, 0)]
+            for i in range(1, t_all.size):
+                row, nfe = moved(_call, func, float(t_all[i]), ys[int(pos[i])], delta[i], +1)
+                pieces.append(ops.expand_dims(row, 0))
+                counts["nfe"] += nfe
+            out = ops.concatenate(pieces, axis=0)
+        else:
+            out = ys if index is None else ys[index]
     if stats is not None:
         stats["forward"] = dict(counts, n_steps=counts["n_accepted"] + counts["n_rejected"])
+    return out
+
+
+def _integrate(func, tab, t_out, y, rtol, atol, opts, counts, method, fixed):
+    """The outputs at the distinct times ``t_out`` (a Tensor ``(k, *y.shape)``) from ``y``."""
+    k0 = _call(func, float(t_out[0]), y)
+    counts["nfe"] += 1
+    if not np.all(np.isfinite(k0.data)):
+        raise NonFiniteDerivativeError(
+            f"{method}: func(t0, y0) returned non-finite values at t = {float(t_out[0])!r}; "
+            f"nothing can be integrated from there", t=t_out[0], h=0.0)
+    try:
+        rows = (_adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts) if fixed is None
+                else _fixed(func, tab, fixed[0], fixed[1], y, k0, counts))
+    except _Failure as fail:
+        _raise(fail, method, counts, opts, t_out)
     return rows[0] if len(rows) == 1 else ops.concatenate(rows, axis=0)
+
+
+def _unmoved(func, y0, t, t_all, counts):
+    """Every row ``y0`` (a single distinct time): connected, with zero gradient, to the
+    parameters one recorded evaluation shows and to ``t``, so none of them is left None."""
+    used = []
+    if is_grad_enabled():
+        used = [p for p in leaves(_call(func, float(t_all[0]), y0)) if p is not y0]
+        counts["nfe"] = 1
+    if isinstance(t, Tensor) and t.requires_grad:
+        used.append(t)
+    parents = [y0] + used
+    rows = t_all.size
+
+    def vjp(g):
+        return [ops.sum(g, axis=0)] + [np.zeros_like(p.data) for p in used]
+
+    return make_node(np.broadcast_to(y0.data, (rows,) + y0.shape).copy(), parents, vjp)
 
 
 def _raise(fail, method, counts, opts, t_out):

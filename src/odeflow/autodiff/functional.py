@@ -65,7 +65,12 @@ def vjp(f, *args, params=None):
     InputTypeError
         `f` returns something other than a Tensor or array.
     GradientError
-        An entry of `params` is not a Tensor requiring grad.
+        An entry of `params` is not a Tensor requiring grad; or `f`'s result
+        is not connected to its inputs (an ndarray, a Tensor made from
+        ``.data`` or computed under ``no_grad``): its gradient cannot be
+        computed, and zeros would be a silent lie. An argument `f` does not
+        use while the result depends on others gets zeros (it truly has no
+        effect).
     ShapeError
         (from `vjp_fn`) the cotangent's shape differs from `out`'s.
 
@@ -85,19 +90,25 @@ def vjp(f, *args, params=None):
     with set_grad_enabled(True):  # a caller's no_grad must not stop the recording we need
         out = f(*inputs)
     if not isinstance(out, Tensor):
-        if not isinstance(out, (np.ndarray, float, int)):
+        if not isinstance(out, (np.ndarray, np.generic, float, int)):
             raise InputTypeError(f"`f` must return a Tensor; it returned {type(out).__name__}")
-        out = Tensor(out)
+        raise GradientError(
+            f"`f` returned a {type(out).__name__}, not a Tensor, so its result is not connected to "
+            f"its inputs and no gradient can be computed (zeros would be wrong): build the result "
+            f"with odeflow ops on the Tensors `f` receives, without going through `.data` or NumPy")
     targets = inputs + extra
+    if not out.requires_grad:
+        raise GradientError(
+            f"the Tensor `f` returned (shape {out.shape}) is not connected to its inputs: it was "
+            f"computed under no_grad, from `.data`, or as a new Tensor(...) of values, so no "
+            f"gradient can be computed (zeros would be wrong); build it with odeflow ops on the "
+            f"Tensors `f` receives")
 
     def vjp_fn(cotangent):
         create_graph = nested or _differentiable(cotangent)
-        if out.requires_grad:
-            # retain_graph: vjp_fn may be called again with another cotangent
-            grads = gradients(out, targets, cotangent,
-                              create_graph=create_graph, retain_graph=True, allow_unused=True)
-        else:
-            grads = (None,) * len(targets)
+        # retain_graph: vjp_fn may be called again with another cotangent
+        grads = gradients(out, targets, cotangent,
+                          create_graph=create_graph, retain_graph=True, allow_unused=True)
         grads = [_wrap(np.zeros_like(t.data)) if g is None else g for t, g in zip(targets, grads)]
         if not create_graph:
             grads = [g.data for g in grads]
@@ -131,7 +142,8 @@ def grad(f, argnums=0):
     InputError
         (from ``grad_f``) `argnums` refers to a missing argument.
     GradientError
-        (from ``grad_f``) `f` returns more than one element.
+        (from ``grad_f``) `f` returns more than one element, or a result not
+        connected to its inputs (see :func:`vjp`).
 
     Examples
     --------

@@ -15,14 +15,14 @@ import numpy as np
 
 from odeflow.errors import (
     InputError, InputTypeError, MaxStepsExceededError, NonFiniteDerivativeError, ShapeError,
-    StepSizeUnderflowError)
+    SolverError, StepSizeUnderflowError)
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.tableau import TABLEAUX
-from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
+from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options, distinct_times
 
 __all__ = ["odeint", "solve", "METHODS"]
 
@@ -127,8 +127,9 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     y0 : array_like, any shape (e.g. ``(batch, dim)``)
         Initial state. float64 and float32 are kept; integers become float64.
     t : array_like of float, shape (m,)
-        Output times, strictly increasing or strictly decreasing (backwards
-        integration); ``t[0]`` is the initial time.
+        Output times, non-decreasing or non-increasing (backwards
+        integration); ``t[0]`` is the initial time. A repeated time gives the
+        same row again at no cost.
     rtol, atol : float or array_like broadcastable to ``y0.shape``
         Relative and absolute tolerances (adaptive methods): a step is accepted
         when the RMS norm of ``err / (atol + rtol*max(|y0|, |y1|))`` is <= 1.
@@ -187,6 +188,26 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
 
 def _solve(func, y0, t, rtol, atol, method, options, store):
     tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
+    u, index = distinct_times(t)
+    if index is None:
+        return _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store)
+    try:  # repeated times: solve on the distinct ones, then copy rows
+        return expand_rows(_solve_distinct(func, tab, y0, u, rtol, atol, method, opts, store), t, index)
+    except SolverError as exc:
+        if exc.solution is not None:
+            expand_rows(exc.solution, t, index)
+        raise
+
+
+def expand_rows(sol, t, index):
+    """``sol`` (solved on the distinct times) with a row for every entry of ``t``
+    (``t == u[index]``); on a partial solution, the entries reached. In place."""
+    keep = index < sol.t.size  # index is non-decreasing: a prefix
+    sol.t, sol.y = t[keep].copy(), sol.y[index[keep]]
+    return sol
+
+
+def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
     shape = y0.shape
     flat = y0.reshape(-1)  # y0 is a fresh contiguous copy: a view
     stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}

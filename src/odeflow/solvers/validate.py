@@ -15,7 +15,7 @@ from odeflow.errors import InputError, InputTypeError, ShapeError, ToleranceWarn
 from odeflow.solvers.jit import kernel
 from odeflow.solvers.kernels import all_finite
 
-__all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
+__all__ = ["as_state", "as_times", "distinct_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
 OPTION_KEYS = {
     "adaptive": ("first_step", "max_step", "max_steps", "controller"),
@@ -66,7 +66,13 @@ def as_state(y0, name="y0"):
 
 
 def as_times(t, name="t"):
-    """``t`` as a 1-D float64 array, strictly increasing or strictly decreasing."""
+    """``t`` as a 1-D float64 array, non-decreasing or non-increasing.
+
+    A time may repeat (``[0, 1, 1, 2]``, or ``[a, a]``): the repeated output is
+    the previous one and costs no evaluation (see :func:`distinct_times`). The
+    direction is that of the first two different times; a later step against
+    it is an :class:`~odeflow.errors.InputError` naming the first offending index.
+    """
     arr = _real_array(t, name, "a 1-D array of real times").astype(np.float64)
     if arr.ndim != 1:
         raise InputError(f"`{name}` must be 1-D; got shape {arr.shape}")
@@ -77,7 +83,7 @@ def as_times(t, name="t"):
         raise InputError(f"`{name}` must be finite; {name}[{i}] = {float(arr[i])!r}")
     if fault == 2:
         raise InputError(
-            f"`{name}` must be strictly increasing or strictly decreasing; "
+            f"`{name}` must be non-decreasing or non-increasing (repeated times are allowed); "
             f"{name}[{i}] = {float(arr[i])!r} does not continue the direction of "
             f"{name}[0..{i - 1}] (ending at {name}[{i - 1}] = {float(arr[i - 1])!r})")
     return arr
@@ -85,19 +91,36 @@ def as_times(t, name="t"):
 
 @kernel
 def first_time_fault(t):
-    """``(0, -1)`` for a finite, strictly monotone ``t`` (float64, shape (m,)); else
-    ``(1, i)`` for the first non-finite ``t[i]``, or ``(2, i)`` for the first
-    ``t[i]`` that does not continue the direction of ``t[0..i-1]``."""
+    """``(0, -1)`` for a finite, monotone ``t`` (float64, shape (m,), repeats allowed);
+    else ``(1, i)`` for the first non-finite ``t[i]``, or ``(2, i)`` for the first
+    ``t[i]`` that goes against the direction set by the first two different times."""
     m = t.shape[0]
     for i in range(m):
         if not math.isfinite(t[i]):
             return 1, i
-    if m > 1:
-        up = t[1] > t[0]
-        for i in range(1, m):
-            if (t[i] > t[i - 1]) != up or t[i] == t[i - 1]:
-                return 2, i
+    direction = 0.0
+    for i in range(1, m):
+        step = t[i] - t[i - 1]
+        if step == 0.0:
+            continue
+        if direction == 0.0:
+            direction = 1.0 if step > 0.0 else -1.0
+        elif step * direction < 0.0:
+            return 2, i
     return 0, -1
+
+
+def distinct_times(t):
+    """The distinct times of a monotone ``t`` and where each entry of ``t`` is among them.
+
+    Returns ``(u, index)``: ``u`` float64 of shape (k,), strictly monotone, and
+    ``index`` int64 of shape (m,) with ``t == u[index]``. When ``t`` has no
+    repeats, ``u`` is ``t`` itself and ``index`` is ``None`` (nothing to expand).
+    """
+    if t.size < 2 or np.all(t[1:] != t[:-1]):
+        return t, None
+    new = np.concatenate(([True], t[1:] != t[:-1]))
+    return t[new], np.cumsum(new) - 1
 
 
 def as_tolerance(value, name, shape, dtype, minimum=None):

@@ -296,6 +296,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     # evaluation is recorded just long enough to see which parameters it read
     recorder = Recorder(func)
     sol = _solve(recorder, y0.data, t_data, dense_output=checkpoint, **forward_kw)
+    if recorder.n_evals == 0:  # no distinct second time: one look at func(t0, y0) finds its
+        recorder(float(sol.t[0]), y0.data)  # parameters, whose gradients are then zero (not None)
     if strict:
         params = recorder.params
     steady = recorder.steady(params)

@@ -100,7 +100,8 @@ class BackwardPass:
 
         Backsolve with `y_hi` (the forward output at `t_hi`); checkpoint with
         `dense`, a callable ``s -> y(s)`` (a forward solution's interpolant).
-        The results are fresh arrays.
+        The results are fresh arrays. A zero-length interval (a repeated
+        output time) returns its inputs and costs nothing.
 
         Raises
         ------
@@ -109,6 +110,8 @@ class BackwardPass:
             arguments that set it.
         """
         with_y = dense is None
+        if t_hi == t_lo:  # a repeated output time: nothing to integrate, no evaluation
+            return (None if y_hi is None else y_hi.copy()), a.copy(), [g.copy() for g in a_theta]
         layout = self.layouts[with_y]
         rtol_z, atol_z = self.tols[with_y]
 

@@ -143,9 +143,7 @@ class ODEBlock(Module):
     Attributes
     ----------
     stats : dict
-        Of the last call: ``stats["forward"]`` (``nfe``, ``n_steps``...) at once
-        (with the adjoint also ``nfe_probe``: the one recorded evaluation
-        :func:`odeflow.odeint_adjoint` makes to find the parameters);
+        Of the last call: ``stats["forward"]`` (``nfe``, ``n_steps``...) at once;
         ``stats["backward"]["nfe"]`` after ``backward()`` with the adjoint. With
         backprop no backward entry appears: the backward pass walks the
         recorded graph and evaluates ``func`` no more.

@@ -9,6 +9,8 @@ from odeflow import Tensor, nn
 from odeflow.autodiff import ops
 from odeflow.errors import GradientError, InputError
 
+from adjoint_cases import central
+
 MODES = ["backsolve", "checkpoint", "backprop"]
 
 
@@ -73,21 +75,8 @@ def _fd_grads(func, y0, t, weights, params, eps=1e-5):
         return float(np.sum(weights * odeflow.odeint(
             lambda s, y: func(s, Tensor(y)).data, y0v, tv, rtol=1e-13, atol=1e-13)))
 
-    def central(vec, set_and_eval):
-        g = np.zeros_like(vec)
-        for k in range(vec.size):
-            old = vec.flat[k]
-            vec.flat[k] = old + eps
-            up = set_and_eval()
-            vec.flat[k] = old - eps
-            down = set_and_eval()
-            vec.flat[k] = old
-            g.flat[k] = (up - down) / (2 * eps)
-        return g
     y0c, tc = y0.copy(), t.copy()
-    g_y0 = central(y0c, lambda: loss(y0c, tc))
-    g_t = central(tc, lambda: loss(y0c, tc))
-    g_p = [central(p.data, lambda: loss(y0c, tc)) for p in params]
+    g_y0, g_t, *g_p = central(lambda: loss(y0c, tc), [y0c, tc] + [p.data for p in params], eps=eps)
     return g_y0, g_t, g_p
 
 
@@ -157,16 +146,7 @@ def _dissipative_reference(func, W, y0v, t):
     def loss():
         return float(odeflow.odeint(lambda s, y: func(s, Tensor(y)).data, y0v, t,
                                     rtol=1e-12, atol=1e-14)[-1, 1])
-    ref = np.zeros_like(W.data)
-    for k in range(W.data.size):
-        old = W.data.flat[k]
-        W.data.flat[k] = old + 1e-6
-        up = loss()
-        W.data.flat[k] = old - 1e-6
-        down = loss()
-        W.data.flat[k] = old
-        ref.flat[k] = (up - down) / 2e-6
-    return ref
+    return central(loss, [W.data])[0]
 
 
 def _dissipative_grad(mode, func, W, y0v, t, **kw):

@@ -117,3 +117,21 @@ def test_third_derivatives_match_backprop():
         out[path] = k.data
     for mode in MODES:
         assert rel(out[mode], out["backprop"]) < 1e-6
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_second_order_through_a_computed_parameter_listed_in_adjoint_params(mode):
+    # W = 1.5 theta is not a leaf: the recorded backward pass must use W itself, not a copy
+    out = {}
+    for path in ("backprop", mode):
+        theta = Tensor(np.array([[-0.5, 0.8], [-0.7, -0.3]]), requires_grad=True)
+        W = theta * 1.5
+        func = lambda s, y: ops.tanh(y @ W)  # noqa: E731
+        y0 = Tensor(np.array([0.3, -0.8]), requires_grad=True)
+        extra = {} if path == "backprop" else {"adjoint_params": [W]}
+        ys = solve(path, func, y0, [0.0, 1.0], **KW, **extra)
+        g_W, g_y0 = gradients(ops.sum(ys[-1] ** 3), [W, y0], create_graph=True)
+        (h,) = gradients(ops.sum(g_W * g_W) + ops.sum(g_y0 * g_y0), [theta])
+        out[path] = (g_W.data, h.data)
+    for a, b in zip(out[mode], out["backprop"]):
+        assert rel(a, b) < 1e-6

@@ -47,22 +47,23 @@ def _flat(parts):
     return ops.concatenate([ops.reshape(p, (-1,)) for p in parts]) if parts else Tensor(np.zeros(0))
 
 
-def local_call(fn, inputs):
+def local_call(fn, inputs, n_detached):
     """``fn(*inputs)`` (a list of Tensors) as one graph node whose VJP is ``fn``'s own graph.
 
-    Every input that is not a leaf is replaced, inside ``fn``, by a fresh leaf
-    with its value, so the VJP is the partial derivative with respect to that
-    input and never walks the graph upstream of it (which may reach the same
-    parameters again). Leaves (the parameters ``fn`` reads by closure) are used
-    as they are. The node's VJP, when itself recorded, is another
-    :func:`local_call`, so derivatives of any order are available.
+    The first `n_detached` inputs are replaced, inside ``fn``, by fresh leaves
+    with their values, so the VJP is the partial derivative with respect to
+    them and never walks the graph upstream of them (which may reach the same
+    parameters again). The other inputs (the parameters, which ``fn`` reads by
+    closure) are used as they are. The node's VJP, when itself recorded, is
+    another :func:`local_call`, so derivatives of any order are available.
 
     Returns
     -------
     list of Tensor
         ``fn``'s outputs, each connected to `inputs` through the node.
     """
-    local = [x if x._vjp is None else Tensor(x.data, requires_grad=True) for x in inputs]
+    local = [Tensor(x.data, requires_grad=True) if k < n_detached and x.requires_grad else x
+             for k, x in enumerate(inputs)]
     with enable_grad():
         outs = fn(*local)
     shapes = [o.shape for o in outs]
@@ -78,18 +79,20 @@ def local_call(fn, inputs):
         grads = [None] * len(inputs)
         if not diff or not wanted:
             return grads
+        seeds = [pieces[k] for k in diff]
         if is_grad_enabled():  # recorded: the VJP as another local call, for the next order
-            def inner(*xs_and_seeds):
-                xs, seeds = xs_and_seeds[:len(inputs)], xs_and_seeds[len(inputs):]
-                res = gradients(_select(fn(*xs), diff),
-                                [xs[k] for k in wanted], list(seeds), create_graph=True,
+            def inner(*args):
+                xs = args[:n_detached] + args[n_detached + len(seeds):]
+                res = gradients(_select(fn(*xs), diff), [xs[k] for k in wanted],
+                                list(args[n_detached: n_detached + len(seeds)]), create_graph=True,
                                 allow_unused=True)
                 return [r if r is not None else _wrap(np.zeros(xs[k].shape, xs[k].dtype))
                         for r, k in zip(res, wanted)]
-            res = local_call(inner, list(inputs) + [pieces[k] for k in diff])
+            res = local_call(inner, list(inputs[:n_detached]) + seeds + list(inputs[n_detached:]),
+                             n_detached + len(seeds))
         else:
-            res = gradients([outs[k] for k in diff], [local[k] for k in wanted],
-                            [pieces[k].data for k in diff], retain_graph=True, allow_unused=True)
+            res = gradients(_select(outs, diff), [local[k] for k in wanted], [p.data for p in seeds],
+                            retain_graph=True, allow_unused=True)
         for r, k in zip(res, wanted):
             grads[k] = r
         return grads
@@ -150,8 +153,8 @@ def recorded_backward(func, out, g, t, t_grad, params, strict, solve_kw, counter
             targets = [y_s] + ([t_pair] if t_grad else []) + list(params)
             res = gradients(y_e, targets, a_e, create_graph=True, allow_unused=True)
             return [r if r is not None else _wrap(np.zeros(x.shape, x.dtype)) for r, x in zip(res, targets)]
-        inputs = [out[i - 1], a] + ([t[i - 1: i + 1]] if t_grad else []) + list(params)
-        res = local_call(interval, inputs)
+        detached = [out[i - 1], a] + ([t[i - 1: i + 1]] if t_grad else [])
+        res = local_call(interval, detached + list(params), len(detached))
         a = res[0] + g[i - 1]
         if t_grad:
             add(d_t, i - 1, res[1][0])

@@ -137,7 +137,8 @@ def check_regularizers(regularizers, name="regularizers"):
 
 
 def draw_probe(shape, probe, rng):
-    """Probe vectors ``eps`` with ``E[eps eps^T] = I`` (None for ``probe="exact"``)."""
+    """Probe vectors ``eps`` (float64, `shape`) with ``E[eps eps^T] = I``: Rademacher
+    signs or ``N(0, I)`` draws from the Generator `rng`; None for ``probe="exact"``."""
     if probe == "exact":
         return None
     if probe == "gaussian":

@@ -54,7 +54,8 @@ from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.models.cnf_dynamics import positive_int
 from odeflow.nn import Module, Parameter
 from odeflow.regularizers import (
-    check_regularizers, check_steer, collect, penalty_tolerances, probe_vjps, rates, steer_end_time)
+    check_regularizers, check_steer, collect, draw_probe, penalty_tolerances, probe_vjps, rates,
+    steer_end_time)
 
 __all__ = ["CNF", "TRACES", "NOISES", "GRADIENTS", "AugmentedDynamics", "divergence_exact",
            "divergence_hutchinson", "draw_noise", "standard_normal_log_prob"]
@@ -105,10 +106,7 @@ def draw_noise(shape, kind, rng):
     -------
     ndarray, float64, `shape`
     """
-    _choice(kind, NOISES, "noise")
-    if kind == "gaussian":
-        return rng.standard_normal(shape)
-    return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
+    return draw_probe(shape, _choice(kind, NOISES, "noise"), rng)
 
 
 def divergence_exact(f, z, create_graph):

@@ -276,6 +276,8 @@ def fit_ml(model, config: MLConfig, x_test, *, checkpoint=None, resume=False, pr
             x = sample_toy2d(config.data, config.batch, rng)
             stats = {}
             loss = -model.log_prob(x, rng=rng, stats=stats).mean()
+            if "regularization" in stats:  # RNODE's penalties (odeflow.regularizers)
+                loss = loss + stats["regularization"].penalty
             check_finite(loss.item(), "the training NLL", it)
             optimizer.zero_grad()
             loss.backward()

@@ -324,6 +324,8 @@ def fit(model, data, config: TrainConfig | None = None, *, checkpoint=None, resu
             try:
                 logits = model(Tensor(xb))
                 loss = cross_entropy(logits, yb)
+                if block is not None and block.regularizers:  # RNODE's penalties (odeflow.regularizers)
+                    loss = loss + block.regularization.penalty
                 loss_value = check_finite(loss.item(), "the training loss", where)
                 optimizer.zero_grad()
                 loss.backward()

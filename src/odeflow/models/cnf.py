@@ -49,11 +49,13 @@ import numpy as np
 
 from odeflow.adjoint import ADJOINT_MODES, odeint_adjoint, odeint_backprop
 from odeflow.autodiff import ops
-from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.models.cnf_dynamics import positive_int
 from odeflow.nn import Module, Parameter
+from odeflow.regularizers import (
+    check_regularizers, check_steer, collect, draw_probe, penalty_tolerances, probe_vjps, rates,
+    steer_end_time)
 
 __all__ = ["CNF", "TRACES", "NOISES", "GRADIENTS", "AugmentedDynamics", "divergence_exact",
            "divergence_hutchinson", "draw_noise", "standard_normal_log_prob"]
@@ -104,10 +106,7 @@ def draw_noise(shape, kind, rng):
     -------
     ndarray, float64, `shape`
     """
-    _choice(kind, NOISES, "noise")
-    if kind == "gaussian":
-        return rng.standard_normal(shape)
-    return rng.integers(0, 2, size=shape).astype(np.float64) * 2.0 - 1.0
+    return draw_probe(shape, _choice(kind, NOISES, "noise"), rng)
 
 
 def divergence_exact(f, z, create_graph):
@@ -134,17 +133,7 @@ def divergence_exact(f, z, create_graph):
     so one VJP with the cotangent ``e_i`` in every row gives the ``i``-th
     diagonal entry of all ``batch`` Jacobians at once.
     """
-    batch, d = z.shape
-    total = None
-    for i in range(d):
-        e = np.zeros((batch, d), dtype=z.dtype)
-        e[:, i] = 1.0
-        (g,) = gradients(f, [z], grad_outputs=e, create_graph=create_graph, retain_graph=True,
-                         allow_unused=True)
-        if g is None:  # f does not depend on z
-            return Tensor(np.zeros(batch, dtype=z.dtype))
-        total = g[:, i] if total is None else total + g[:, i]
-    return total
+    return trace_from_vjps(probe_vjps(f, z, None, create_graph), None)
 
 
 def divergence_hutchinson(f, z, eps, create_graph):
@@ -162,18 +151,27 @@ def divergence_hutchinson(f, z, eps, create_graph):
     Tensor, shape (batch,)
         Unbiased for ``tr(df/dz)`` over the draws of `eps`.
     """
-    (g,) = gradients(f, [z], grad_outputs=eps, create_graph=create_graph, retain_graph=True,
-                     allow_unused=True)
-    if g is None:
-        return Tensor(np.zeros(z.shape[0], dtype=z.dtype))
-    return ops.sum(g * eps, axis=1)
+    return trace_from_vjps(probe_vjps(f, z, eps, create_graph), eps)
+
+
+def trace_from_vjps(vjps, eps):
+    """``tr(df/dz)`` per row from :func:`odeflow.regularizers.probe_vjps`: the diagonal of
+    the rows ``e_i^T J`` (`eps` None), or Hutchinson's ``(eps^T J) eps``."""
+    if eps is not None:
+        return ops.sum(vjps[0] * eps, axis=1)
+    total = None
+    for i, g in enumerate(vjps):
+        total = g[:, i] if total is None else total + g[:, i]
+    return total
 
 
 class AugmentedDynamics(Module):
     """The right-hand side of the augmented ODE ``d[z, l]/dt = [f(t, z), -tr(df/dz)]``.
 
-    Layout of the state ``y``, shape ``(batch, d + 1)``: ``y[:, :d]`` is ``z``,
-    ``y[:, d]`` is ``l`` (the accumulated log-density change, nats).
+    Layout of the state ``y``, shape ``(batch, d + 1 + k)``: ``y[:, :d]`` is ``z``,
+    ``y[:, d]`` is ``l`` (the accumulated log-density change, nats), and
+    ``y[:, d + 1 + j]`` the integral of the ``j``-th regularizer
+    (:mod:`odeflow.regularizers`), when there are any.
 
     Parameters
     ----------
@@ -185,6 +183,13 @@ class AugmentedDynamics(Module):
     eps : ndarray, shape (batch, d), optional
         The probe vectors, fixed for the life of this object (one solve and
         its backward pass). Required for ``trace="hutchinson"``.
+    regularizers : sequence of Regularizer, optional
+        Extra channels (kinetic energy, Jacobian Frobenius norm). The
+        Frobenius norm uses the trace's VJPs: ``||eps^T J||^2`` with
+        Hutchinson's probe, or ``sum_i ||e_i^T J||^2 = ||J||_F^2`` exactly
+        with the exact trace, so it costs no extra VJP.
+    direction : {+1, -1}
+        The solve's direction of time, so that the regularizer integrals grow.
 
     Attributes
     ----------
@@ -202,13 +207,15 @@ class AugmentedDynamics(Module):
     with respect to ``z`` and the parameters.
     """
 
-    def __init__(self, dynamics, dim, trace, eps=None):
+    def __init__(self, dynamics, dim, trace, eps=None, regularizers=(), direction=1.0):
         self.dynamics = dynamics
         self.dim = dim
         self.trace = _choice(trace, TRACES, "trace")
         if trace == "hutchinson" and eps is None:
             raise InputError("`eps` is required for trace='hutchinson'")
         self.eps = eps
+        self.regularizers = check_regularizers(regularizers)
+        self.direction = float(direction)
         self.nfe = 0
         self.n_vjp = 0
 
@@ -221,16 +228,17 @@ class AugmentedDynamics(Module):
             if not z.requires_grad:  # forward solve: a fresh leaf to differentiate against
                 z = Tensor(z.data, requires_grad=True)
             f = self.dynamics(t, z)
-            if self.trace == "exact":
-                div = divergence_exact(f, z, create_graph)
-                self.n_vjp += d
-            else:
-                div = divergence_hutchinson(f, z, self.eps, create_graph)
-                self.n_vjp += 1
+            eps = self.eps if self.trace == "hutchinson" else None
+            vjps = probe_vjps(f, z, eps, create_graph)  # shared by the trace and the Frobenius norm
+            div = trace_from_vjps(vjps, eps)
+            channels = [self.direction * c for c in rates(self.regularizers, f, vjps)]
+            self.n_vjp += len(vjps)
         self.nfe += 1
         if not create_graph:
-            return Tensor(np.concatenate([f.data, -div.data[:, None]], axis=1))
-        return ops.concatenate([f, -ops.reshape(div, (-1, 1))], axis=1)
+            return Tensor(np.concatenate([f.data, -div.data[:, None]] + [c.data[:, None] for c in channels],
+                                         axis=1))
+        return ops.concatenate([f, -ops.reshape(div, (-1, 1))] + [ops.reshape(c, (-1, 1)) for c in channels],
+                               axis=1)
 
 
 class CNF(Module):
@@ -261,7 +269,19 @@ class CNF(Module):
     adjoint_options : dict, optional
         E.g. ``{"norm": "seminorm"}``.
     rng : int or numpy.random.Generator, optional
-        Default source of Hutchinson's probes and of :meth:`sample`'s base draws.
+        Default source of Hutchinson's probes, of :meth:`sample`'s base draws
+        and of STEER's end times.
+    regularizers : sequence of Regularizer, optional
+        :func:`odeflow.regularizers.kinetic_energy` and/or
+        :func:`~odeflow.regularizers.jacobian_frobenius` (RNODE): integrated
+        along every solve as extra channels, left out of the step-size control;
+        their weighted penalty is put in ``stats["regularization"]`` by
+        :meth:`transform` and :meth:`log_prob`, for the training loss. The
+        Frobenius norm shares the trace's VJPs (its own `probe` is not used).
+    steer : float in (0, 1), optional
+        STEER (Ghosh et al. 2020): while recording gradients, each solve ends
+        at a time drawn uniformly in ``[(1 - steer) T, (1 + steer) T]``
+        (:func:`odeflow.regularizers.steer_end_time`); evaluation uses ``T``.
 
     Attributes
     ----------
@@ -271,15 +291,16 @@ class CNF(Module):
     Raises
     ------
     InputError
-        A bad `dim`, `end_time`, `trace`, `noise`, `gradient` or `adjoint_mode`
-        (the message names it and its value).
+        A bad `dim`, `end_time`, `trace`, `noise`, `gradient`, `adjoint_mode`,
+        `regularizers` or `steer` (the message names it and its value).
     InputTypeError
         `dynamics` is not callable.
     """
 
     def __init__(self, dynamics, dim=2, *, end_time=0.5, train_end_time=True, trace="exact",
                  noise="rademacher", gradient="adjoint", rtol=1e-5, atol=1e-5, method="dopri5",
-                 adjoint_mode="backsolve", adjoint_options=None, rng=None):
+                 adjoint_mode="backsolve", adjoint_options=None, rng=None, regularizers=None,
+                 steer=None):
         if not callable(dynamics):
             raise InputTypeError(f"`dynamics` must be callable as dynamics(t, z); got "
                                  f"{type(dynamics).__name__}")
@@ -299,6 +320,8 @@ class CNF(Module):
         self.rtol, self.atol, self.method = rtol, atol, method
         self.adjoint_options = adjoint_options
         self.rng = np.random.default_rng(rng)
+        self.regularizers = check_regularizers(regularizers)
+        self.steer = check_steer(steer)
 
     # -- time ----------------------------------------------------------------------
     @property
@@ -345,7 +368,10 @@ class CNF(Module):
             Filled with ``"forward"`` (the forward solve's ``nfe``, ``n_steps``...),
             ``"dynamics"`` (this solve's :class:`AugmentedDynamics`, whose
             counters ``nfe`` and ``n_vjp`` also count the backward solve once it
-            has run) and, with the adjoint, ``"backward"`` after ``backward()``.
+            has run), with the adjoint ``"backward"`` after ``backward()``, and
+            with `regularizers` ``"regularization"``
+            (:class:`odeflow.regularizers.Regularization`: per-sample integrals
+            from the start of this solve to each output time, and the penalty).
 
         Returns
         -------
@@ -374,14 +400,21 @@ class CNF(Module):
         if reverse:
             fractions = fractions[::-1].copy()
         rng = self.rng if rng is None else np.random.default_rng(rng)  # a Generator passes through
-        batch = z.shape[0]
+        batch, k = z.shape[0], len(self.regularizers)
         eps = draw_noise((batch, self.dim), self.noise, rng) if trace == "hutchinson" else None
-        func = AugmentedDynamics(self.dynamics, self.dim, trace, eps)
-        # layout of the ODE state: [ z (dim) | l (1) ], l(start) = 0
-        y0 = ops.concatenate([z, Tensor(np.zeros((batch, 1), dtype=z.dtype))], axis=1)
-        t = self.end_time * Tensor(fractions)
+        func = AugmentedDynamics(self.dynamics, self.dim, trace, eps, self.regularizers,
+                                 direction=-1.0 if reverse else 1.0)
+        # layout of the ODE state: [ z (dim) | l (1) | regularizers (k) ], all zero but z at the start
+        y0 = ops.concatenate([z, Tensor(np.zeros((batch, 1 + k), dtype=z.dtype))], axis=1)
+        end = self.end_time
+        if self.steer is not None and is_grad_enabled():
+            end = steer_end_time(0.0, end, self.steer, self.rng)
+        t = end * Tensor(fractions)
         params = list(self.dynamics.parameters())
-        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method)
+        rtol, atol = self.rtol, self.atol
+        if k:  # the penalty channels stay out of the step-size control
+            rtol, atol = penalty_tolerances(rtol, atol, self.dim + 1, k, batch)
+        kwargs = dict(rtol=rtol, atol=atol, method=self.method)
         if stats is None:
             stats = {}
         stats["dynamics"] = func
@@ -390,6 +423,8 @@ class CNF(Module):
         else:
             ys = odeint_adjoint(func, y0, t, adjoint_params=params, adjoint_mode=self.adjoint_mode,
                                 adjoint_options=self.adjoint_options, stats=stats, **kwargs)
+        if k:
+            stats["regularization"] = collect(self.regularizers, ys[:, :, self.dim + 1:])
         return ys[:, :, : self.dim], ys[:, :, self.dim]
 
     # -- densities and samples -----------------------------------------------------

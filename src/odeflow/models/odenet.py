@@ -53,6 +53,7 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.adjoint import odeint_adjoint, odeint_backprop
+from odeflow.regularizers import check_regularizers, check_steer, odeint_regularized, steer_end_time
 from odeflow.adjoint.common import array_func
 from odeflow.autodiff.ops import relu
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
@@ -139,9 +140,21 @@ class ODEBlock(Module):
         Solver options of the forward solve (and of the backward solve of the adjoint).
     adjoint_options : dict, optional
         Options of the backward solve only (e.g. ``{"norm": "seminorm"}``).
+    regularizers : sequence of Regularizer, optional
+        RNODE's penalties (:mod:`odeflow.regularizers`), integrated along the
+        training solves (while recording gradients) as extra channels left
+        out of the step-size control; the weighted penalty of the last call is
+        :attr:`regularization` ``.penalty``, for the training loss.
+    steer : float in (0, 1), optional
+        STEER: while recording gradients, the solve ends at a time drawn
+        uniformly in ``t1 +- steer (t1 - t0)``; evaluation uses ``t1``.
+    rng : int or numpy.random.Generator, optional
+        Source of the Frobenius probes and STEER's end times.
 
     Attributes
     ----------
+    regularization : Regularization or None
+        Of the last training-mode call with `regularizers` (else None).
     stats : dict
         Of the last call: ``stats["forward"]`` (``nfe``, ``n_steps``...) at once;
         ``stats["backward"]["nfe"]`` after ``backward()`` with the adjoint. With
@@ -151,15 +164,18 @@ class ODEBlock(Module):
     Raises
     ------
     InputError
-        Unknown `gradient`, or ``t0 == t1``.
+        Unknown `gradient`, ``t0 == t1``, bad `regularizers` or `steer`.
 
     References
     ----------
     .. [1] Chen et al. 2018, §3 and Fig. 3 (NFE forward and backward).
+    .. [2] Finlay et al. 2020 (RNODE) and Ghosh et al. 2020 (STEER): see
+       :mod:`odeflow.regularizers`.
     """
 
     def __init__(self, func, t=(0.0, 1.0), method: str = "dopri5", rtol: float = 1e-3,
-                 atol: float = 1e-3, gradient: str = "adjoint", options=None, adjoint_options=None):
+                 atol: float = 1e-3, gradient: str = "adjoint", options=None, adjoint_options=None,
+                 regularizers=None, steer=None, rng=None):
         if gradient not in GRADIENTS:
             raise InputError(f"`gradient` must be one of {GRADIENTS}; got {gradient!r}")
         t = tuple(float(v) for v in t)
@@ -170,6 +186,10 @@ class ODEBlock(Module):
         self.method, self.rtol, self.atol, self.gradient = method, float(rtol), float(atol), gradient
         self.options = dict(options) if options else None
         self.adjoint_options = dict(adjoint_options) if adjoint_options else None
+        self.regularizers = check_regularizers(regularizers)
+        self.steer = check_steer(steer)
+        self.rng = np.random.default_rng(rng)
+        self.regularization = None
         self.stats = {}
 
     def forward(self, h):
@@ -182,15 +202,20 @@ class ODEBlock(Module):
                         method=self.method, options=self.options)
             self.stats["forward"] = dict(sol.stats)
             return Tensor(sol.y[-1])
-        if self.gradient == "backprop":
-            out = odeint_backprop(self.func, h, t, rtol=self.rtol, atol=self.atol,
-                                  method=self.method, options=self.options, stats=self.stats)
+        if self.steer is not None:
+            t = np.array([t[0], steer_end_time(t[0], t[1], self.steer, self.rng)])
+        back = dict(self.options or {})
+        back.update(self.adjoint_options or {})
+        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method, options=self.options,
+                      stats=self.stats)
+        if self.regularizers:
+            out, self.regularization = odeint_regularized(
+                self.func, h, t, self.regularizers, gradient=self.gradient,
+                adjoint_options=back or None, rng=self.rng, **kwargs)
+        elif self.gradient == "backprop":
+            out = odeint_backprop(self.func, h, t, **kwargs)
         else:  # the adjoint; without recording it is a plain forward solve
-            back = dict(self.options or {})
-            back.update(self.adjoint_options or {})
-            out = odeint_adjoint(self.func, h, t, rtol=self.rtol, atol=self.atol, method=self.method,
-                                 options=self.options, adjoint_options=back or None,
-                                 stats=self.stats)
+            out = odeint_adjoint(self.func, h, t, adjoint_options=back or None, **kwargs)
         return out[-1]
 
     @property
@@ -290,8 +315,8 @@ class ImageClassifier(Module):
 
 def build_classifier(kind: str = "odenet", image_size: int = 28, width: int | None = None,
                      n_classes: int = 10, *, method: str = "dopri5", rtol: float = 1e-3,
-                     atol: float = 1e-3, options=None, adjoint_options=None, rng=0,
-                     dtype=np.float64, verbose: bool = False) -> ImageClassifier:
+                     atol: float = 1e-3, options=None, adjoint_options=None, regularizers=None,
+                     steer=None, rng=0, dtype=np.float64, verbose: bool = False) -> ImageClassifier:
     """The paper's classifier sized for the input, or one of its two baselines.
 
     Parameters
@@ -305,10 +330,11 @@ def build_classifier(kind: str = "odenet", image_size: int = 28, width: int | No
     width : int, optional
         Channels of the hidden state; default :func:`default_width`.
     n_classes : int, default 10
-    method, rtol, atol, options, adjoint_options
-        Of the ODE block (ignored by the ResNet).
+    method, rtol, atol, options, adjoint_options, regularizers, steer
+        Of the ODE block (ignored by the ResNet; see :class:`ODEBlock`).
     rng : int, numpy.random.Generator or None, default 0
-        Seed of the initial weights.
+        Seed of the initial weights (and, after them, of the block's probes and
+        STEER's end times).
     dtype : dtype, default float64
         float32 halves memory and roughly halves the GEMM time.
     verbose : bool, default False
@@ -337,7 +363,8 @@ def build_classifier(kind: str = "odenet", image_size: int = 28, width: int | No
     else:
         middle = ODEBlock(ODEFunc(width, rng, dtype), method=method, rtol=rtol, atol=atol,
                           gradient="adjoint" if kind == "odenet" else "backprop",
-                          options=options, adjoint_options=adjoint_options)
+                          options=options, adjoint_options=adjoint_options,
+                          regularizers=regularizers, steer=steer, rng=rng)
     head = _head(image_size, width, n_classes, rng, dtype)
     model = ImageClassifier(stem, middle, head, kind, image_size)
     if verbose:

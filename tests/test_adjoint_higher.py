@@ -135,3 +135,23 @@ def test_second_order_through_a_computed_parameter_listed_in_adjoint_params(mode
         out[path] = (g_W.data, h.data)
     for a, b in zip(out[mode], out["backprop"]):
         assert rel(a, b) < 1e-6
+
+
+@pytest.mark.parametrize("mode", MODES + ["backprop"])
+def test_second_derivatives_in_the_output_times_match_the_closed_form(mode):
+    # y' = A y, L = w . y(T) = w . expm(A (T - t0)) y0:
+    # d2L/dT2 = w A^2 E y0 = d2L/dt0^2 = -d2L/dt0 dT,  d2L/dT dy0 = (A E)^T w
+    from scipy.linalg import expm
+    A = np.array([[-0.4, 0.9], [-0.6, -0.2]])
+    w, y0v, t0, T = np.array([0.7, -1.1]), np.array([0.5, 1.5]), 0.2, 1.4
+    A_T = Tensor(A.T)  # a constant
+    func = lambda s, y: y @ A_T  # noqa: E731
+    y0 = Tensor(y0v, requires_grad=True)
+    t = Tensor([t0, T], requires_grad=True)
+    ys = solve(mode, func, y0, t, **KW)
+    (g_t,) = gradients(ops.sum(ys[-1] * w), [t], create_graph=True)
+    h_T = gradients(g_t[1], [t, y0])
+    E = expm(A * (T - t0))
+    second = w @ A @ A @ E @ y0v
+    np.testing.assert_allclose(h_T[0].data, [-second, second], rtol=1e-7)
+    np.testing.assert_allclose(h_T[1].data, (A @ E).T @ w, rtol=1e-7)

@@ -91,3 +91,27 @@ def test_bad_audit_options_are_refused_before_any_evaluation(options, error, pat
     with pytest.raises(error, match=pattern):
         odeflow.odeint_adjoint(func, Tensor(np.ones(2)), [0.0, 1.0], adjoint_options=options)
     assert not calls
+
+
+def test_only_the_interval_that_drifted_is_recomputed():
+    # on [0, 0.3] y1 decays by e^6 only (drift ~9 tolerances, below drift_tol); on [0.3, 2] by e^34
+    func, W, y0v = _dissipative_setup()
+    t = np.array([0.0, 0.3, 2.0])
+    stats = {}
+    default = _dissipative_grad("backsolve", func, W, y0v, t, stats=stats)
+    drift = stats["backward"]["drift"]
+    assert drift[0] < odeflow.adjoint.audit.DRIFT_TOL < drift[1]
+    assert stats["backward"]["recomputed"] == 1
+    assert rel(default, _dissipative_grad("checkpoint", func, W, y0v, t)) <= 1e-4
+
+
+def test_a_backsolve_that_fails_outright_is_recomputed_by_default():
+    # max_steps = 80: the reconstruction needs ~124 backward steps, checkpoint's pass ~48
+    func, W, y0v = _dissipative_setup()
+    options = {"max_steps": 80}
+    stats = {}
+    default = _dissipative_grad("backsolve", func, W, y0v, T, adjoint_options=options, stats=stats)
+    assert stats["backward"]["drift"] == [float("inf")] and stats["backward"]["recomputed"] == 1
+    assert rel(default, _dissipative_grad("checkpoint", func, W, y0v, T)) <= 1e-4
+    with pytest.raises(odeflow.MaxStepsExceededError, match="adjoint backward solve"):
+        _dissipative_grad("backsolve", func, W, y0v, T, adjoint_options=dict(options, on_drift="ignore"))

@@ -16,7 +16,8 @@ is the number of forward tolerances by which the backward solve has left the
 forward trajectory (HNW §II.4, eq. 4.11: the same norm accepts a step at
 <= 1). A well-conditioned backward solve stays within a few units (each of
 its steps errs by <= 1 in the backward norm); the dissipative example of
-docs/adjoint.md reaches ~1e6. Above ``drift_tol`` (default
+docs/adjoint.md reaches ~1e6 (the norm saturates near
+``1 / rtol`` once the reconstruction is far off). Above ``drift_tol`` (default
 :data:`DRIFT_TOL`) the policy ``on_drift`` acts:
 
 ``"recompute"`` (default)

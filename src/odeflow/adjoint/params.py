@@ -43,7 +43,7 @@ from odeflow.autodiff.tensor import Tensor, enable_grad
 from odeflow.errors import GradientError, InputTypeError
 from odeflow.nn.module import Module
 
-__all__ = ["check_adjoint_params", "check_closure", "Recorder", "unknown_leaf_error"]
+__all__ = ["check_adjoint_params", "check_closure", "Recorder", "not_a_tensor_error", "unknown_leaf_error"]
 
 
 def _arrays_in(value, name, depth=0):

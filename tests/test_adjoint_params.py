@@ -109,3 +109,22 @@ def test_a_tensor_read_only_by_the_backward_solve_is_named_not_ignored(mode):
     with pytest.raises(GradientError, match=r"Tensor of shape \(2,\) requiring grad at t = 1\.0.*never "
                                             r"during the forward solve"):
         ops.sum(ys).backward()
+
+
+@pytest.mark.parametrize("mode, norm", PATHS)
+def test_a_captured_tensor_computed_before_the_solve_passes_its_gradient_on(mode, norm):
+    # func reads ctx = tanh(x We), computed outside (an encoder's output): dL/dWe goes through
+    # ctx at every backward evaluation; before, the first evaluation's walk freed ctx's graph
+    # and dL/dWe came out ~1e-7 instead of ~1
+    grads = {}
+    for path in ("backprop", mode):
+        We = nn.Parameter(np.array([[0.5, -0.2], [0.1, 0.3]]))
+        A = nn.Parameter(np.array([[-0.5, 0.8], [-0.7, -0.3]]))
+        ctx = ops.tanh(Tensor(np.array([1.0, -1.0])) @ We)
+        ys = solve(path, lambda s, y: ops.tanh(y @ A) + ctx, Tensor(np.array([0.3, -0.8])), T, norm=norm,
+                   rtol=1e-10, atol=1e-10)
+        ops.sum(ys ** 2).backward()
+        grads[path] = (We.grad.data, A.grad.data)
+    for got, ref in zip(grads[mode], grads["backprop"]):
+        assert rel(got, ref) < 1e-6
+    assert np.abs(grads[mode][0]).max() > 0.1

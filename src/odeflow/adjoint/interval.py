@@ -46,12 +46,15 @@ def vjp(func, t, y, a, params, strict):
     g_p = [np.zeros_like(p.data) for p in params]
     if not f.requires_grad:  # f depends on neither y nor a parameter: both products vanish
         return f.data, g_y, g_p
+    # retain_graph: func may read a Tensor computed before the solve (an encoder's output);
+    # the graph upstream of it must survive for the next evaluation (this evaluation's own
+    # nodes are released anyway when `f` goes out of scope)
     if not strict:
-        grads = gradients(f, [y_t] + params, grad_outputs=-a, allow_unused=True)
+        grads = gradients(f, [y_t] + params, grad_outputs=-a, retain_graph=True, allow_unused=True)
         g_y = g_y if grads[0] is None else grads[0].data
         return f.data, g_y, [z if g is None else g.data for z, g in zip(g_p, grads[1:])]
     index = {id(p): k for k, p in enumerate(params)}
-    for leaf, g in leaf_gradients(f, -a):
+    for leaf, g in leaf_gradients(f, -a, retain_graph=True):
         if leaf is y_t:
             g_y = g.data
         elif id(leaf) in index:

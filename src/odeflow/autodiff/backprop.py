@@ -267,13 +267,15 @@ def gradients(outputs, inputs, grad_outputs=None, create_graph: bool = False,
     return tuple(result)
 
 
-def leaf_gradients(output: Tensor, grad, create_graph: bool = False) -> list:
+def leaf_gradients(output: Tensor, grad, create_graph: bool = False,
+                   retain_graph: bool | None = None) -> list:
     """``[(leaf, gradient), ...]`` for every leaf requiring grad that `output` was computed from.
 
     One walk, as :func:`backward`, but returning the gradients instead of
     accumulating them into ``.grad``: for callers that must see every leaf
     reached, not only chosen ones (the adjoint method meets parameters as it
-    goes). The graph is freed unless `create_graph`.
+    goes). The graph is freed unless `retain_graph` (default: `create_graph`).
     """
     seed = _seed(output, grad, "grad")
-    return list(_walk([output], [seed], None, create_graph, create_graph).values())
+    retain = create_graph if retain_graph is None else retain_graph
+    return list(_walk([output], [seed], None, create_graph, retain).values())

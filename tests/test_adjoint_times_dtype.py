@@ -83,3 +83,18 @@ def test_every_mode_returns_the_state_dtype_with_float64_parameters(create_graph
         ops.sum(ys ** 2).backward(create_graph=create_graph)
         dtypes[path] = (ys.dtype, y0.grad.dtype, w.grad.dtype)
     assert set(dtypes.values()) == {(np.dtype(np.float32), np.dtype(np.float32), np.dtype(np.float64))}, dtypes
+
+
+@pytest.mark.parametrize("tt", [[0.0, 1.0, 1.0, 2.0], [0.4, 0.4], [0.0, 0.0, 1.0]])
+@pytest.mark.parametrize("mode", ["backsolve", "checkpoint"])
+def test_repeated_times_at_second_order_match_backprop(mode, tt):
+    from odeflow.autodiff.backprop import gradients
+    out = {}
+    for path in ("backprop", mode):
+        func, w = _func()
+        y0, t = Tensor(np.array([1.0, 2.0]), requires_grad=True), Tensor(np.array(tt), requires_grad=True)
+        ys = solve(path, func, y0, t, rtol=1e-10, atol=1e-10)
+        g = gradients(ops.sum(ys ** 3), [y0, t, w], create_graph=True)
+        h = gradients(sum(ops.sum(x * x) for x in g), [y0, t, w])
+        out[path] = np.concatenate([x.data.ravel() for x in h])
+    assert rel(out[mode], out["backprop"]) < 1e-6

@@ -14,20 +14,27 @@ from __future__ import annotations
 from odeflow.adjoint.adjoint import ADJOINT_MODES, odeint_adjoint
 from odeflow.adjoint.discretize import odeint_backprop
 from odeflow.autodiff.tensor import Tensor
+from odeflow.errors import InputTypeError
 from odeflow.solvers.integrate import odeint as _odeint_arrays
 
 __all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "ADJOINT_MODES"]
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None):
     """Solve ``dy/dt = func(t, y)``; differentiable when ``y0`` or ``t`` is a Tensor.
 
     With arrays: :func:`odeflow.solvers.integrate.odeint` (returns an ndarray).
     With a Tensor ``y0`` or ``t``: :func:`~odeflow.adjoint.discretize.odeint_backprop`
     (returns a Tensor; gradients reach ``y0``, ``t`` and the parameters ``func``
     uses, exactly those of the computed solution; memory grows with the steps).
-    Arguments, defaults and errors as :func:`odeflow.solve`.
+    Arguments, defaults and errors as :func:`odeflow.solve`; ``batch_axis``: per-sample
+    stepping (:mod:`odeflow.solvers.batch`), arrays only for now.
     """
+    if batch_axis is not None:
+        if isinstance(y0, Tensor) or isinstance(t, Tensor):
+            raise InputTypeError("`batch_axis` with a Tensor `y0` or `t` is not supported yet")
+        return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                              batch_axis=batch_axis)
     if isinstance(y0, Tensor) or isinstance(t, Tensor):
         return odeint_backprop(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
     return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from odeflow.adjoint.adjoint import ADJOINT_MODES, odeint_adjoint
 from odeflow.adjoint.discretize import odeint_backprop
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import InputTypeError
 from odeflow.solvers.integrate import odeint as _odeint_arrays
 
 __all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "ADJOINT_MODES"]
@@ -28,11 +27,13 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, 
     (returns a Tensor; gradients reach ``y0``, ``t`` and the parameters ``func``
     uses, exactly those of the computed solution; memory grows with the steps).
     Arguments, defaults and errors as :func:`odeflow.solve`; ``batch_axis``: per-sample
-    stepping (:mod:`odeflow.solvers.batch`), arrays only for now.
+    stepping (:mod:`odeflow.solvers.batch`; on Tensors :mod:`~odeflow.adjoint.batch_backprop`).
     """
     if batch_axis is not None:
         if isinstance(y0, Tensor) or isinstance(t, Tensor):
-            raise InputTypeError("`batch_axis` with a Tensor `y0` or `t` is not supported yet")
+            from odeflow.adjoint.batch_backprop import odeint_batch_backprop
+            return odeint_batch_backprop(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method,
+                                         options=options)
         return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
                               batch_axis=batch_axis)
     if isinstance(y0, Tensor) or isinstance(t, Tensor):

@@ -147,24 +147,44 @@ class _Caller:
         self.func, self.sample_shape, self.axis, self.dtype, self.args = func, sample_shape, axis, dtype, args
         self.n_calls = 0
 
-    def __call__(self, t, rows, Y):
-        """``func`` at times ``t`` (k,) and states ``Y`` (k, n) of the samples ``rows``; (k, n)."""
+    def __call__(self, t, rows, Y, same=None, full=False):
+        """``func`` at times ``t`` (k,) and states ``Y`` (k, n) of the samples ``rows``; (k, n).
+
+        ``same``: whether all of ``t`` agree (computed here when None); ``full``:
+        ``rows`` is every sample, so ``args`` pass whole (no copy).
+        """
         k = Y.shape[0]
-        y = np.moveaxis(Y.reshape((k,) + self.sample_shape), 0, self.axis)
-        t_arg = float(t[0]) if k and np.all(t == t[0]) else t
-        out = self.func(t_arg, y, *[a[rows] for a in self.args])
+        y = Y.reshape((k,) + self.sample_shape)
+        if self.axis:
+            y = np.moveaxis(y, 0, self.axis)
+        if same is None:
+            same = k > 0 and t.min() == t.max()
+        t_arg = float(t[0]) if same else t
+        if self.args:
+            out = self.func(t_arg, y, *(self.args if full else [a[rows] for a in self.args]))
+        else:
+            out = self.func(t_arg, y)
         self.n_calls += 1
-        try:
-            f = np.asarray(out)
-        except (TypeError, ValueError):
-            f = None
-        if f is None or f.dtype.kind not in "biuf":
-            raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
-                                 f"{type(out).__name__}" + (f" of dtype {f.dtype}" if f is not None else ""))
+        f = out if type(out) is np.ndarray else _as_array(out)
         if f.shape != y.shape:
             raise ShapeError(f"`func` must return dy/dt with the shape of its `y` {y.shape} "
                              f"({k} active samples along batch_axis {self.axis}); returned shape {f.shape}")
-        return np.ascontiguousarray(np.moveaxis(f, self.axis, 0).reshape(k, -1), dtype=self.dtype)
+        if f.dtype.kind not in "biuf":
+            raise InputTypeError(f"`func` must return real numbers; returned dtype {f.dtype}")
+        if self.axis:
+            f = np.moveaxis(f, self.axis, 0)
+        return np.ascontiguousarray(f, dtype=self.dtype).reshape(k, -1)
+
+
+def _as_array(out):
+    try:
+        f = np.asarray(out)
+    except (TypeError, ValueError):
+        f = None
+    if f is None or f.dtype.kind not in "biuf":
+        raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
+                             f"{type(out).__name__}" + (f" of dtype {f.dtype}" if f is not None else ""))
+    return f
 
 
 @kernel
@@ -228,16 +248,22 @@ def _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, reject
 
 
 @kernel
-def _stage_states(Y, h, K, a, i, rows, out):
-    """``out[r] = Y[b] + h[b] * sum_{j<i} a[j] K[b, j]`` for ``b = rows[r]`` (HNW eq. 1.8)."""
+def _stage_states(Y, h, K, a, i, rows, out, t, c_i, t_stage):
+    """``out[r] = Y[b] + h[b] * sum_{j<i} a[j] K[b, j]`` (HNW eq. 1.8) and ``t_stage[r] =
+    t[b] + c_i h[b]`` for ``b = rows[r]``; returns whether all ``t_stage`` agree."""
+    same = True
     for r in range(rows.shape[0]):
         b = rows[r]
         combine(Y[b], h[b], K[b], a, i, out[r])
+        t_stage[r] = t[b] + c_i * h[b]
+        if t_stage[r] != t_stage[0]:
+            same = False
+    return same
 
 
 @kernel
 def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
-                     err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, exponent, beta):
+                     err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta):
     """Error norm, accept/reject and controller per attempting sample; outputs of accepted steps.
 
     ``Y1[r]`` is the last stage state (the new solution of an FSAL pair) of
@@ -248,6 +274,7 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
     m = t_out.shape[1]
     for r in range(rows.shape[0]):
         b = rows[r]
+        nfe[b] += s - 1
         err = error_ratio(Y[b], Y1[r], h[b], K[b], b_err, rtol[b], atol[b])
         if err <= 1.0:
             factor = accept_factor(err, err_prev[b], exponent, beta, rejected_last[b])
@@ -260,8 +287,9 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
                 j[b] += 1
             n_acc[b] += 1
             t[b] = t_new[b]
-            Y[b] = Y1[r]
-            K[b, 0] = K[b, s - 1]  # FSAL
+            for i in range(Y.shape[1]):  # element loops: no array views in the hot path
+                Y[b, i] = Y1[r, i]
+                K[b, 0, i] = K[b, s - 1, i]  # FSAL
             h_abs[b] *= factor
             fresh[b] = True
         else:
@@ -383,21 +411,27 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         nonfinite_last = np.zeros(B, np.bool_)
         err_prev = np.full(B, PI_ERR_PREV0)
         A, c = tab.A_arr, tab.c_arr
+        S_buf, t_buf = np.empty((B, n), y0.dtype), np.empty(B)
         while True:
             rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
                                   nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
             if rows.size == 0:
                 break
-            S = np.empty((rows.size, n), y0.dtype)
-            t_r, h_r = t[rows], h[rows]
+            S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
+            full = rows.size == B
+            if record is not None:
+                t_r, h_r = t[rows], h[rows]
             for i in range(1, s):
-                _stage_states(Y, h, K, A[i], i, rows, S)
-                K[rows, i] = call(t_r + c[i] * h_r, rows, S)
-            nfe[rows] += s - 1
+                same = _stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage)
+                F = call(t_stage, rows, S, same, full)
+                if full:
+                    K[:, i] = F
+                else:
+                    K[rows, i] = F
             acc_before = n_acc[rows] if record is not None else None
             _finish_attempts(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j, tab.b_err_arr,
                              tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
-                             n_acc, n_rej, exponent, beta)
+                             n_acc, n_rej, nfe, exponent, beta)
             if record is not None:
                 took = n_acc[rows] > acc_before
                 record.append((rows[took], t_r[took], h_r[took]))

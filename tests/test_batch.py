@@ -214,3 +214,14 @@ def test_no_dense_output_and_trivial_cases():
     assert one.y.shape == (1, 2, 1) and list(one.stats["nfe"]) == [0, 0]
     empty = odeflow.solve(lambda t, y: -y, np.ones((0, 2)), [0.0, 1.0], batch_axis=0)
     assert empty.y.shape == (2, 0, 2) and empty.success
+
+
+def test_float32_state_stays_float32_and_matches_alone():
+    y0 = np.array([[1.0], [2.0], [0.5]], dtype=np.float32)
+    k = np.array([0.5, 1.0, 3.0], dtype=np.float32)
+    sol = solve_batch(lambda t, y, k: -k[:, None] * y, y0, [0.0, 1.0], 0, args=(k,), rtol=1e-4, atol=1e-6)
+    assert sol.y.dtype == np.float32
+    for b in range(3):
+        alone = odeflow.solve(lambda t, y: -k[b] * y, y0[b], [0.0, 1.0], rtol=1e-4, atol=1e-6)
+        assert np.array_equal(sol.y[:, b], alone.y)
+    np.testing.assert_allclose(sol.y[1, :, 0], y0[:, 0] * np.exp(-k), rtol=1e-4)

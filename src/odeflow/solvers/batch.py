@@ -354,12 +354,18 @@ def solve_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, method="dopri5
     return solution
 
 
-def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, args, record=None):
+def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, args, record=None,
+              on_accept=None):
     """The lockstep loop: every pass, each running sample attempts one step of its own size.
 
-    ``record``, when a list, receives per accepted step ``(rows, t, h)`` (the
-    samples, their start times and signed step sizes) for replaying the solve
-    on Tensors (:mod:`odeflow.solvers.batch_grad`).
+    ``record``, when a list, receives per pass ``(rows, t, h)`` of the accepted
+    steps (the samples, their start times and signed step sizes), for replaying
+    the solve on Tensors (:mod:`odeflow.adjoint.batch_backprop`).
+    ``on_accept(rows, states, times, h)``, when given, is called after each
+    pass with the samples whose step was accepted, the stage states (a list of
+    ``s - 1`` arrays ``(k, n)``, the step's start first) and stage times of
+    those steps, and their step sizes (for a quadrature along the steps:
+    :mod:`odeflow.adjoint.batch_adjoint`).
     """
     shape = y0.shape
     B, m = t_out.shape
@@ -419,22 +425,30 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                 break
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
-            if record is not None:
+            if record is not None or on_accept is not None:
                 t_r, h_r = t[rows], h[rows]
+            if on_accept is not None:
+                states, times = [Y[rows]], [t_r]
             for i in range(1, s):
                 same = _stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage)
+                if on_accept is not None and i < s - 1:
+                    states.append(S.copy())
+                    times.append(t_stage.copy())
                 F = call(t_stage, rows, S, same, full)
                 if full:
                     K[:, i] = F
                 else:
                     K[rows, i] = F
-            acc_before = n_acc[rows] if record is not None else None
+            acc_before = n_acc[rows] if record is not None or on_accept is not None else None
             _finish_attempts(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j, tab.b_err_arr,
                              tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
                              n_acc, n_rej, nfe, exponent, beta)
-            if record is not None:
+            if record is not None or on_accept is not None:
                 took = n_acc[rows] > acc_before
+            if record is not None:
                 record.append((rows[took], t_r[took], h_r[took]))
+            if on_accept is not None and took.any():
+                on_accept(rows[took], [x[took] for x in states], [x[took] for x in times], h_r[took])
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)
     status[status == RUNNING] = _loop.SUCCESS  # m == 1, an empty state or batch: nothing to do
     return _solution(t_out, ys, status, j, nfe, n_acc, n_rej, call.n_calls, shape, axis, method,

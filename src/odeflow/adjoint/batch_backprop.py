@@ -127,10 +127,10 @@ def _replay(func, y0, t_out, axis, tab, args, record):
     shape = y0.shape
     sample_shape = shape[:axis] + shape[axis + 1:]
     n = int(np.prod(sample_shape, dtype=np.int64))
-    steps = [[] for _ in range(B)]  # per sample: (t, h) of its accepted steps, in order
-    for rows, ts, hs in record:
-        for b, tb, hb in zip(rows.tolist(), ts.tolist(), hs.tolist()):
-            steps[b].append((tb, hb))
+    steps = [[] for _ in range(B)]  # per sample: (t, h, t_new) of its accepted steps, in order
+    for rows, ts, hs, ends in record:
+        for b, tb, hb, eb in zip(rows.tolist(), ts.tolist(), hs.tolist(), ends.tolist()):
+            steps[b].append((tb, hb, eb))
     order = np.argsort([-len(s) for s in steps], kind="stable")  # most steps first
     counts = np.array([len(steps[b]) for b in order], dtype=np.int64)
     Y = ops.reshape(y0, shape)
@@ -164,42 +164,38 @@ def _replay(func, y0, t_out, axis, tab, args, record):
             state = Y + h_col * ops.lincomb(zero, 1.0, tab.A_arr[i, :i], ks)
             ks.append(call(tk + tab.c_arr[i] * hk, state, active))
         Y1 = state  # FSAL: the last stage state is the new solution
-        t_new = tk + hk
+        t_new = np.array([steps[b][step][2] for b in rows])  # as the array loop's (not tk + hk)
         # outputs in (t, t_new] per sample: dense output (HNW §II.6) or y1 itself at t_new
-        r_in, j_in, theta, r_end, j_end = [], [], [], [], []
-        for r, b in enumerate(rows.tolist()):
-            d = 1.0 if hk[r] > 0 else -1.0
-            for j in range(1, m):
-                tj = t_out[b, j]
-                if d * (tj - tk[r]) <= 0.0 or d * (tj - t_new[r]) > 0.0:
-                    continue
-                if tj == t_new[r]:
-                    r_end.append(r)
-                    j_end.append(j)
-                else:
-                    r_in.append(r)
-                    j_in.append(j)
-                    theta.append((tj - tk[r]) / hk[r])
-        if r_end:
-            pieces.append(Y1[np.array(r_end)])
-            labels.append((rows[np.array(r_end)], np.array(j_end)))
-        if r_in:
-            ri = np.array(r_in)
-            th = np.array(theta)
-            W = _dense_weights(P, th)
+        T = t_out[rows, 1:]  # (k, m - 1); outputs in (t, t_new] of each sample's step
+        d = np.where(hk > 0, 1.0, -1.0)[:, None]
+        inside = (d * (T - tk[:, None]) > 0.0) & (d * (T - t_new[:, None]) <= 0.0)
+        at_end = inside & (T == t_new[:, None])
+        r_end, j_end = np.nonzero(at_end)
+        r_in, j_in = np.nonzero(inside & ~at_end)
+        j_end, j_in = j_end + 1, j_in + 1
+        theta = (t_out[rows[r_in], j_in] - tk[r_in]) / hk[r_in]
+        if r_end.size:
+            pieces.append(Y1[r_end])
+            labels.append((rows[r_end], j_end))
+        if r_in.size:
+            ri = r_in
+            W = _dense_weights(P, theta)
             acc = ops.lincomb(Tensor(np.zeros((ri.size, n), Y.dtype)), 1.0, [1.0] * s,
                               [ks[i][ri] * W[:, i:i + 1].astype(Y.dtype) for i in range(s)])
             pieces.append(Y[ri] + hk[ri][:, None].astype(Y.dtype) * acc)
-            labels.append((rows[ri], np.array(j_in)))
+            labels.append((rows[ri], j_in))
         step += 1
         active = int((counts > step).sum())
         Y, K0 = Y1[:active], ks[-1][:active]
     allout = ops.concatenate(pieces, axis=0)
-    where = np.empty(B * m, np.int64)  # position of (sample b, row j) in allout
+    where = np.full(B * m, -1, np.int64)  # position of (sample b, row j) in allout
     start = 0
     for samples, js in labels:
         where[samples * m + js] = np.arange(start, start + samples.size)
         start += samples.size
+    if where.min() < 0:  # every output lies in exactly one replayed step: a bug otherwise
+        b, j = divmod(int(np.argmin(where)), m)
+        raise RuntimeError(f"odeflow internal error: output t[{b}, {j}] fell in no replayed step")
     out = ops.reshape(allout[where], (B, m) + sample_shape)  # (B, m, *sample_shape)
     return ops.transpose(out, [1] + list(range(2, axis + 2)) + [0] + list(range(axis + 2, out.ndim)))
 

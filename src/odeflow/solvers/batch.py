@@ -358,8 +358,9 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
               on_accept=None):
     """The lockstep loop: every pass, each running sample attempts one step of its own size.
 
-    ``record``, when a list, receives per pass ``(rows, t, h)`` of the accepted
-    steps (the samples, their start times and signed step sizes), for replaying
+    ``record``, when a list, receives per pass ``(rows, t, h, t_new)`` of the
+    accepted steps (the samples, their start times, signed step sizes and end
+    times: ``t + h`` may differ from ``t_new`` in the last place), for replaying
     the solve on Tensors (:mod:`odeflow.adjoint.batch_backprop`).
     ``on_accept(rows, states, times, h)``, when given, is called after each
     pass with the samples whose step was accepted, the stage states (a list of
@@ -446,7 +447,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
             if record is not None or on_accept is not None:
                 took = n_acc[rows] > acc_before
             if record is not None:
-                record.append((rows[took], t_r[took], h_r[took]))
+                record.append((rows[took], t_r[took], h_r[took], t[rows[took]]))
             if on_accept is not None and took.any():
                 on_accept(rows[took], [x[took] for x in states], [x[took] for x in times], h_r[took])
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)

@@ -7,6 +7,8 @@ Prints JSON lines:
 * ``ensemble_threads``: ``solve_ensemble(..., workers=W)`` (default W = 2), the same runner on W
   threads with the GIL released; with ``speedup`` over ``serial_compiled``
   (medians of interleaved rounds, :func:`odeflow.experiments.common.interleaved_medians`);
+  ``cpu_per_wall`` (process CPU seconds over wall seconds of one call) shows how many cores the
+  process actually got: near 2 on an idle 2-core machine with W = 2, far less under contention;
 * ``scipy_loop``: a Python loop over ``scipy.integrate.solve_ivp`` (RK45, same rtol/atol, t_eval)
   on the first ``--scipy-members`` members, timed once and extrapolated linearly to all members
   (``extrapolated: true``), with the ratio to ``ensemble_threads``;
@@ -14,6 +16,9 @@ Prints JSON lines:
 * ``dask``: ``solve_ensemble(..., client=)`` on a ``LocalCluster`` of 2 worker processes
   (1 thread each) on this machine, after one warm-up call (the workers' compile): median time,
   its overhead over ``ensemble_threads``, and whether the results are identical;
+* ``gil_check``: Python iterations this thread makes while another thread runs one long runner
+  call, over its iterations in the same time alone (about 0 if the GIL were held; near 1, or the
+  CPU share left to it, when released);
 * ``load``: the load average before and after (the machine is shared).
 
 Usage: ``PYTHONPATH=src python scripts/bench_ensemble.py [--members 10000] [--repeats 5]``
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 
 import numba
@@ -67,12 +73,36 @@ def main(argv=None):
     ref = serial()
     assert ref.success.all()
     med = interleaved_medians({"serial": serial, "threads": threads}, args.repeats)
+    cpu = {}
+    for name, fn in (("serial", serial), ("threads", threads)):  # CPU share this process got
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu[name] = (time.process_time() - c0, time.perf_counter() - w0)
     same = bool(np.array_equal(threads().y, ref.y))
     evals = int(ref.stats["nfe"].sum())
     print(json.dumps(dict(name="serial_compiled", members=M, seconds=med["serial"], total_nfe=evals,
-                          us_per_member=1e6 * med["serial"] / M)))
+                          us_per_member=1e6 * med["serial"] / M, cpu_seconds_one_call=cpu["serial"][0],
+                          cpu_per_wall=cpu["serial"][0] / cpu["serial"][1])))
     print(json.dumps(dict(name="ensemble_threads", members=M, workers=args.workers, seconds=med["threads"],
-                          speedup=med["serial"] / med["threads"], identical_to_serial=same)))
+                          speedup=med["serial"] / med["threads"], identical_to_serial=same,
+                          cpu_seconds_one_call=cpu["threads"][0], cpu_per_wall=cpu["threads"][0] / cpu["threads"][1])))
+
+    # does the compiled runner release the GIL? Python work in this thread during one long
+    # runner call (one chunk, another thread), as a share of its rate alone: ~0 if the GIL is held
+    def spin(stop):
+        count = 0
+        while not stop():
+            count += 1
+        return count
+    one_chunk = lambda: odeflow.solve_ensemble(lorenz, y0s, t, workers=1, chunk_size=M, **common)  # noqa: E731
+    worker = threading.Thread(target=one_chunk)
+    start = time.perf_counter()
+    worker.start()
+    during = spin(lambda: not worker.is_alive())
+    busy = time.perf_counter() - start
+    until = time.perf_counter() + busy
+    alone = spin(lambda: time.perf_counter() > until)
+    print(json.dumps(dict(name="gil_check", seconds=busy, python_progress_during_runner_over_alone=during / alone)))
 
     from scipy.integrate import solve_ivp
     k = min(args.scipy_members, M)

@@ -225,3 +225,10 @@ def test_float32_state_stays_float32_and_matches_alone():
         alone = odeflow.solve(lambda t, y: -k[b] * y, y0[b], [0.0, 1.0], rtol=1e-4, atol=1e-6)
         assert np.array_equal(sol.y[:, b], alone.y)
     np.testing.assert_allclose(sol.y[1, :, 0], y0[:, 0] * np.exp(-k), rtol=1e-4)
+
+
+def test_captured_per_sample_array_gets_a_clear_error_once_samples_drop_out():
+    mu = np.array([0.1, 8.0])  # captured whole: breaks when only one sample is still integrating
+    with pytest.raises(ShapeError, match=r"on the 1 samples still integrating \(of 2\).*`args`"):
+        odeflow.solve(lambda t, y: vdp(t, y, mu), np.array([[2.0, 0.0], [2.0, 0.0]]), [0.0, 8.0],
+                      batch_axis=0, **TOL)

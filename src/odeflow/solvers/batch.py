@@ -145,6 +145,7 @@ class _Caller:
 
     def __init__(self, func, sample_shape, axis, dtype, args):
         self.func, self.sample_shape, self.axis, self.dtype, self.args = func, sample_shape, axis, dtype, args
+        self.batch = 0  # set by integrate
         self.n_calls = 0
 
     def __call__(self, t, rows, Y, same=None, full=False):
@@ -160,10 +161,19 @@ class _Caller:
         if same is None:
             same = k > 0 and t.min() == t.max()
         t_arg = float(t[0]) if same else t
-        if self.args:
-            out = self.func(t_arg, y, *(self.args if full else [a[rows] for a in self.args]))
-        else:
-            out = self.func(t_arg, y)
+        try:
+            if self.args:
+                out = self.func(t_arg, y, *(self.args if full else [a[rows] for a in self.args]))
+            else:
+                out = self.func(t_arg, y)
+        except (ValueError, IndexError) as exc:
+            if full:
+                raise
+            # the usual cause: a per-sample array captured by func, which still has every sample
+            raise ShapeError(f"`func` failed when called on the {k} samples still integrating (of "
+                             f"{self.batch}): with batch_axis, func sees only the active samples, so "
+                             f"per-sample parameters must come through `args` (solve_batch), not be "
+                             f"captured whole; the error was: {type(exc).__name__}: {exc}") from exc
         self.n_calls += 1
         f = out if type(out) is np.ndarray else _as_array(out)
         if f.shape != y.shape:
@@ -377,6 +387,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     atol_b = batch_layout(atol.reshape(shape), axis)
     s = tab.n_stages
     call = _Caller(func, sample_shape, axis, y0.dtype, args)
+    call.batch = B
     nfe = np.zeros(B, np.int64)
     n_acc = np.zeros(B, np.int64)
     n_rej = np.zeros(B, np.int64)

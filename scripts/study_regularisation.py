@@ -13,6 +13,7 @@ Usage::
 
     OPENBLAS_NUM_THREADS=1 python scripts/study_regularisation.py cnf --seeds 0 1 --out cnf.jsonl
     OPENBLAS_NUM_THREADS=1 python scripts/study_regularisation.py odenet --seeds 0 1 2 --out odenet.jsonl
+    python scripts/study_regularisation.py figure cnf.jsonl odenet.jsonl --png docs/regularisation_nfe.png
 """
 from __future__ import annotations
 
@@ -81,7 +82,45 @@ def run_odenet(seed, kinetic, jacobian, steer, epochs):
             "nfe_forward_history": [int(v) for v in steps]}
 
 
+def figure(paths, out):
+    """NFE per training step against the step, every run of the JSON lines in `paths` (Fig. 3-style)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for p in paths for line in open(p) if line.startswith("{")]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        arms = {}
+        for r in rows:
+            if r["model"] == model:
+                label = "plain" if r["arm"] == "plain" else (
+                    f"kinetic {r['kinetic']:g}, Jacobian {r['jacobian']:g}"
+                    + (f", STEER {r['steer']:g}" if r.get("steer") else ""))
+                arms.setdefault(label, []).append(np.asarray(r["nfe_forward_history"], dtype=float))
+        for label, runs in arms.items():
+            n = min(len(h) for h in runs)
+            mean = np.mean([h[:n] for h in runs], axis=0)
+            window = max(1, n // 50)  # a running mean, so the curves do not hide each other's steps
+            smooth = np.convolve(mean, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(smooth.size) + window, smooth, label=f"{label} ({len(runs)} seeds)")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("NFE of the forward solve (mean over seeds)")
+        ax.set_title({"cnf": "CNF, 8gaussians", "odenet": "ODE-Net, 8x8 digits"}.get(model, model))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "figure":  # figure RESULTS.jsonl... --png OUT
+        paths, out = argv[1:argv.index("--png")], argv[argv.index("--png") + 1]
+        figure(paths, out)
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=("cnf", "odenet"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -24,6 +24,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "odeint": "odeflow.adjoint",
     "solve": "odeflow.solvers.integrate",
+    "solve_batch": "odeflow.solvers.batch",
+    "solve_ensemble": "odeflow.solvers.ensemble",
     "Solution": "odeflow.solvers.solution",
     "METHODS": "odeflow.solvers.integrate",
     "Tensor": "odeflow.autodiff.tensor",

@@ -19,15 +19,23 @@ from odeflow.solvers.integrate import odeint as _odeint_arrays
 __all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "ADJOINT_MODES"]
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None):
     """Solve ``dy/dt = func(t, y)``; differentiable when ``y0`` or ``t`` is a Tensor.
 
     With arrays: :func:`odeflow.solvers.integrate.odeint` (returns an ndarray).
     With a Tensor ``y0`` or ``t``: :func:`~odeflow.adjoint.discretize.odeint_backprop`
     (returns a Tensor; gradients reach ``y0``, ``t`` and the parameters ``func``
     uses, exactly those of the computed solution; memory grows with the steps).
-    Arguments, defaults and errors as :func:`odeflow.solve`.
+    Arguments, defaults and errors as :func:`odeflow.solve`; ``batch_axis``: per-sample
+    stepping (:mod:`odeflow.solvers.batch`; on Tensors :mod:`~odeflow.adjoint.batch_backprop`).
     """
+    if batch_axis is not None:
+        if isinstance(y0, Tensor) or isinstance(t, Tensor):
+            from odeflow.adjoint.batch_backprop import odeint_batch_backprop
+            return odeint_batch_backprop(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method,
+                                         options=options)
+        return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                              batch_axis=batch_axis)
     if isinstance(y0, Tensor) or isinstance(t, Tensor):
         return odeint_backprop(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
     return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)

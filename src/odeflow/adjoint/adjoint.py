@@ -171,7 +171,7 @@ def _first_order(func, params, strict, sol, g, t_grad, s):
 
 def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None,
                    adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
-                   adjoint_params=None, adjoint_mode="backsolve", stats=None):
+                   adjoint_params=None, adjoint_mode="backsolve", stats=None, batch_axis=None):
     """Solve ``dy/dt = func(t, y)`` and get gradients by the adjoint method.
 
     Parameters
@@ -209,6 +209,9 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         backwards and audits the reconstruction (an interval that drifted is
         redone in checkpoint mode by default); ``"checkpoint"`` keeps the
         forward dense output, O(steps x state) memory.
+    batch_axis : int, optional
+        Per-sample stepping forward and backward (``"backsolve"`` only; see
+        :mod:`odeflow.adjoint.batch_adjoint`).
     stats : dict, optional
         Filled with ``stats["forward"]`` (the forward solve's ``nfe``,
         ``n_steps``...) now, and after ``backward()`` with
@@ -264,6 +267,11 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
            "ANODE", IJCAI 2019; T. Daulbaev et al., "Interpolation Technique to
            Speed Up Gradients Propagation in Neural ODEs", NeurIPS 2020.
     """
+    if batch_axis is not None:
+        from odeflow.adjoint.batch_adjoint import odeint_adjoint_batch
+        return odeint_adjoint_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options,
+                                    adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                                    adjoint_params=adjoint_params, adjoint_mode=adjoint_mode, stats=stats)
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "
                              "adjoint needs func built from odeflow ops (an nn.Module, say)")

@@ -43,7 +43,8 @@ from odeflow.autodiff.tensor import Tensor, enable_grad
 from odeflow.errors import GradientError, InputTypeError
 from odeflow.nn.module import Module
 
-__all__ = ["check_adjoint_params", "check_closure", "Recorder", "not_a_tensor_error", "unknown_leaf_error"]
+__all__ = ["check_adjoint_params", "check_closure", "Recorder", "find_params", "not_a_tensor_error",
+           "unknown_leaf_error"]
 
 
 def _arrays_in(value, name, depth=0):
@@ -113,6 +114,21 @@ def check_closure(func):
             f"gradient. Make them Tensors with requires_grad=True (or nn.Parameter) to learn them, "
             f"or pass adjoint_params=[...] listing the Tensors to differentiate (possibly empty) "
             f"to treat them as constants")
+
+
+def find_params(func, probe, adjoint_params=None):
+    """The parameters of one probe evaluation ``probe = (func(t0, y), y)``, or `adjoint_params`.
+
+    The older rule, kept for the per-sample adjoint (:mod:`odeflow.adjoint.batch_adjoint`):
+    it sees only what ``func`` reads at that one evaluation. :func:`odeflow.odeint_adjoint`
+    itself uses :class:`Recorder` (every forward evaluation).
+    """
+    if adjoint_params is not None:
+        return check_adjoint_params(adjoint_params)
+    check_closure(func)
+    output, y = probe
+    used = leaves(output) if isinstance(output, Tensor) else []
+    return unique([p for p in used if p is not y])
 
 
 def not_a_tensor_error(out):

@@ -115,7 +115,8 @@ def prepare(func, y0, t, rtol, atol, method, options):
     return tab, y0, t, rtol, atol, opts
 
 
-def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True):
+def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True,
+          batch_axis=None):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
 
     Parameters
@@ -151,6 +152,11 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         the number of steps) for :meth:`Solution.interpolate`,
         :attr:`Solution.t_steps` and :attr:`Solution.y_steps`. With False the
         memory stays independent of the number of steps and those raise.
+    batch_axis : int, optional
+        Per-sample stepping: each sample along this axis of ``y0`` gets its own
+        step size, error norm and ``stats``; ``t`` may then be ``(batch, m)``
+        (one row per sample) and ``func`` gets ``t`` of shape ``(batch,)``. See
+        :mod:`odeflow.solvers.batch` (no dense output in this mode).
 
     Returns
     -------
@@ -174,15 +180,21 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     .. [2] E. Hairer, S. P. Nørsett, G. Wanner, "Solving Ordinary Differential
            Equations I", 2nd ed., Springer 1993, §II.4-II.6 and §IV.2.
     """
+    if batch_axis is not None:
+        from odeflow.solvers.batch import solve_batch
+        return solve_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options)
     return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output))
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None):
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t``.
 
     Same arguments and errors as :func:`solve`; returns only the array of shape
     ``(len(t), *y0.shape)`` (torchdiffeq's convention) and keeps no step record.
     """
+    if batch_axis is not None:
+        return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
+                     batch_axis=batch_axis).y
     return _solve(func, y0, t, rtol, atol, method, options, store=False).y
 
 

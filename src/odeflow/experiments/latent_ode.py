@@ -157,6 +157,8 @@ def add_arguments(parser):
     parser.add_argument("--hare-lynx-iterations", type=nonnegative_int, default=h.iterations,
                         help="0 skips the hare-lynx part (default: %(default)s)")
     parser.add_argument("--hare-lynx-lr-decay-iterations", type=positive_int, default=h.lr_decay_iterations)
+    parser.add_argument("--checkpoint-every", type=positive_int, default=100,
+                        help="iterations between checkpoints of a run (default: %(default)s)")
     parser.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1),
                         help="runs trained in parallel processes (default: %(default)s)")
 
@@ -181,9 +183,9 @@ def _init_worker(counter, quiet):
 
 def _fit_job(job):
     """One Table-2 run (in a worker process or not): ``(config, result, state_dict)``."""
-    config, checkpoint, resume = job
+    config, checkpoint, resume, every = job
     with one_blas_thread():
-        model, _, result = fit_spirals(config, checkpoint=checkpoint, resume=resume,
+        model, _, result = fit_spirals(config, checkpoint=checkpoint, resume=resume, checkpoint_every=every,
                                        position=_SLOT["position"], quiet=_SLOT["quiet"])
     return config, result, model.state_dict()
 
@@ -241,7 +243,7 @@ def _train_all(args) -> int:
                for n_obs in args.n_obs for name in args.models]
     # longest first (ODE runs, many observations), so that parallel workers finish together
     order = sorted(configs, key=lambda c: (c.model != "latent_ode", -c.n_obs))
-    jobs = [(c, out / f"{c.model}_nobs{c.n_obs}.npz", args.resume) for c in order]
+    jobs = [(c, out / f"{c.model}_nobs{c.n_obs}.npz", args.resume, args.checkpoint_every) for c in order]
     done = _run_jobs(jobs, args.jobs, quiet)
     rows = []
     for config in configs:  # the table in the order asked for; figures from the saved weights

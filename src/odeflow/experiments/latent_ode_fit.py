@@ -111,8 +111,10 @@ def train_loop(model, loss_fn, config, *, checkpoint=None, resume=False, desc="t
 
     optimizer = Adam(model.parameters(), lr=config.lr)
     start, history, seconds = 0, [], 0.0
-    if checkpoint is not None and ckpt.begin(checkpoint, resume, None if quiet else log):
+    if checkpoint is not None and ckpt.begin(checkpoint, resume, log):
         start, history, seconds = _restore(checkpoint, model, optimizer, config)
+        if log:
+            log(f"resumed from {checkpoint} at iteration {start}")
     session = 0.0  # training seconds of this call (for time_limit)
     bar = progress(range(start, config.iterations), desc=desc, initial=start, total=config.iterations,
                    disable=True if quiet else None, leave=False, position=position)
@@ -219,11 +221,10 @@ def extrapolation_rmse(model, data, n_ahead=50):
 
 
 def fit_spirals(config: SpiralConfig, *, checkpoint=None, resume=False, quiet=False, data=None,
-                time_limit=None, position=None):
+                time_limit=None, position=None, checkpoint_every=100):
     """Train one model on the spirals of ``config`` and score it; returns ``(model, data, result)``.
 
-    ``checkpoint``: ``.npz`` path written atomically every 100 iterations and at
-    the end; ``resume`` continues from it (same settings required);
+    ``checkpoint``: written every ``checkpoint_every`` iterations and at the end; ``resume`` continues from it (same settings required);
     ``time_limit``: seconds of training after which this call checkpoints and
     stops (``result["complete"]`` tells); ``data``: the spirals, if already made;
     ``position``: the progress bar's line (parallel runs).
@@ -245,8 +246,8 @@ def fit_spirals(config: SpiralConfig, *, checkpoint=None, resume=False, quiet=Fa
 
     desc = f"{config.model} n_obs={config.n_obs}"
     history, seconds, complete = train_loop(model, loss_fn, config, checkpoint=checkpoint,
-                                        resume=resume, desc=desc, quiet=quiet, time_limit=time_limit,
-                                        position=position)
+                                            resume=resume, desc=desc, quiet=quiet, time_limit=time_limit,
+                                            position=position, checkpoint_every=checkpoint_every)
     test = data.test
     result = {"model": config.model, "n_obs": config.n_obs, "noise_std": config.noise_std,
               "iterations": len(history), "complete": complete, "train_seconds": seconds,

@@ -106,7 +106,7 @@ def _parser():
 def _demo(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {}
+    summary = {"run": _run_info()}
     start = time.perf_counter()
     for name in args.only or _available():
         module = importlib.import_module(f"odeflow.experiments.{name}")
@@ -115,10 +115,24 @@ def _demo(args) -> int:
         summary[name + "_seconds"] = time.perf_counter() - t0
         print()
     summary["total_seconds"] = time.perf_counter() - start
+    summary["run"]["load_average_at_end"] = _run_info()["load_average_1_5_15_min"]
     from odeflow.experiments.checkpoint import jsonable
     (out / "summary.json").write_text(json.dumps(jsonable(summary), indent=2))
     print(f"odeflow demo finished in {summary['total_seconds']:.0f} s; results and figures in {out.resolve()}/")
     return 0
+
+
+def _run_info() -> dict:
+    """When and where the demo ran (its numbers depend on the machine and its load)."""
+    import datetime
+    import platform
+    try:
+        load = list(os.getloadavg())
+    except OSError:  # pragma: no cover - not on every platform
+        load = None
+    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "odeflow": _version(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average_1_5_15_min": load}
 
 
 def _raise_interrupted(signum, frame):
@@ -132,9 +146,12 @@ def _resume_hint(args, argv) -> str:
     from odeflow.experiments import checkpoint
     out = Path(args.out)
     last = checkpoint.LAST_SAVED.get("path")
-    if last is None:  # written by worker processes, or in an earlier session
+    if last is not None:
+        last = f"{last} ({checkpoint.LAST_SAVED['where']})"
+    else:  # written by worker processes, or in an earlier session
         files = sorted(out.glob("*.npz"), key=lambda p: p.stat().st_mtime) if out.is_dir() else []
-        last = files[-1] if files else None
+        last = (None if not files else files[0] if len(files) == 1
+                else f"{files[-1]} (newest of the {len(files)} in {out})")
     words = ["odeflow"] + list(argv)
     if "--resume" not in words:
         words.append("--resume")
@@ -150,6 +167,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     from odeflow.errors import OdeflowError
+    from odeflow.experiments.checkpoint import LAST_SAVED
+    LAST_SAVED.clear()
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     previous_int = signal.getsignal(signal.SIGINT)
     try:

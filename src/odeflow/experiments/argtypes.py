@@ -30,57 +30,25 @@ def _float(text):
     return value
 
 
-def positive_int(text):
-    """An integer >= 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
+def _checked(parse, ok, requirement, doc):
+    """A type function: ``parse(text)``, then refused unless ``ok(value)``."""
+    def check(text):
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}; got {text!r}")
+        return value
+    check.__doc__ = doc
+    return check
 
 
-def nonnegative_int(text):
-    """An integer >= 0."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
-    return value
-
-
-def finite_float(text):
-    """Any finite float (no inf, no NaN)."""
-    return _float(text)
-
-
-def positive_float(text):
-    """A finite float > 0."""
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
-
-
-def nonnegative_float(text):
-    """A finite float >= 0."""
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}")
-    return value
-
-
-def fraction(text):
-    """A float in [0, 1] (a probability, a momentum)."""
-    value = _float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1; got {text!r}")
-    return value
-
-
-def open_fraction(text):
-    """A float in (0, 1] (a decay factor)."""
-    value = _float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1; got {text!r}")
-    return value
+positive_int = _checked(_int, lambda v: v >= 1, "a positive integer", "An integer >= 1.")
+nonnegative_int = _checked(_int, lambda v: v >= 0, "an integer >= 0", "An integer >= 0.")
+finite_float = _checked(_float, lambda v: True, "a finite number", "Any finite float (no inf, no NaN).")
+positive_float = _checked(_float, lambda v: v > 0, "a number > 0", "A finite float > 0.")
+nonnegative_float = _checked(_float, lambda v: v >= 0, "a number >= 0", "A finite float >= 0.")
+fraction = _checked(_float, lambda v: 0 <= v <= 1, "between 0 and 1",
+                    "A float in [0, 1] (a probability, a momentum).")
+open_fraction = _checked(_float, lambda v: 0 < v <= 1, "> 0 and <= 1", "A float in (0, 1] (a decay factor).")
 
 
 def int_list(separator, minimum=1, what="integers"):

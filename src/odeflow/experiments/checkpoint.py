@@ -288,14 +288,17 @@ def _both_nan(a, b):
 def begin(path, resume: bool, log=print) -> bool:
     """Start a run that checkpoints to `path`; True when it should resume from it.
 
-    Removes stale temporary files of `path`; with `resume` and no checkpoint,
-    logs that the run starts fresh.
+    Removes stale temporary files of `path`; logs that the run starts fresh
+    when `resume` finds no checkpoint, and that an existing one will be
+    replaced when not resuming.
     """
     path = Path(path)
     for p in remove_stale_temporaries(path):
         if log:
             log(f"removed {p}, the temporary file of an interrupted checkpoint write")
     if not resume:
+        if path.exists() and log:
+            log(f"a checkpoint exists at {path}; starting over without it (--resume continues it)")
         return False
     if not path.exists():
         if log:

@@ -81,7 +81,12 @@ class _Quiet:
 
 
 class _LogLines(_Quiet):
-    """One progress line every `every` seconds (logs and pipes: no bar)."""
+    """A progress line every `every` seconds (logs and pipes: no bar).
+
+    Lines come after a step when `every` seconds have passed since the last
+    line, and from a watcher thread (at most once a second) while one step
+    takes longer than that: a slow figure or evaluation is never silent.
+    """
 
     def __init__(self, iterable, desc, total, initial, every, log):
         super().__init__(iterable)
@@ -94,17 +99,35 @@ class _LogLines(_Quiet):
         self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
 
     def __iter__(self):
-        start = last = time.perf_counter()
-        done = self.initial
-        for item in self._iterable:
-            yield item
-            done += 1
-            now = time.perf_counter()
-            if now - last >= self.every:
-                last = now
+        import threading
+        start = time.perf_counter()
+        state = {"done": self.initial, "last": start}
+        lock, stop = threading.Lock(), threading.Event()
+
+        def line(now):
+            with lock:
+                state["last"] = now
                 of = f"/{self.total}" if self.total else ""
                 extra = f" ({self.postfix})" if self.postfix else ""
-                self.log(f"  {self.desc}: {done}{of} after {now - start:.0f} s{extra}")
+                self.log(f"  {self.desc}: {state['done']}{of} after {now - start:.0f} s{extra}")
+
+        def watch():
+            while not stop.wait(max(self.every, 1.0)):
+                now = time.perf_counter()
+                if now - state["last"] >= max(self.every, 1.0):
+                    line(now)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            for item in self._iterable:
+                yield item
+                state["done"] += 1
+                now = time.perf_counter()
+                if now - state["last"] >= self.every:
+                    line(now)
+        finally:
+            stop.set()
 
 
 def check_finite(value, what, step):

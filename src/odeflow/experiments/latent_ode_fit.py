@@ -249,6 +249,8 @@ def fit_spirals(config: SpiralConfig, *, checkpoint=None, resume=False, quiet=Fa
                                             resume=resume, desc=desc, quiet=quiet, time_limit=time_limit,
                                             position=position, checkpoint_every=checkpoint_every)
     test = data.test
+    if not quiet:  # one solve per score, no finer progress to show
+        print(f"  {desc}: scoring on the {len(test)} held-out spirals", flush=True)
     result = {"model": config.model, "n_obs": config.n_obs, "noise_std": config.noise_std,
               "iterations": len(history), "complete": complete, "train_seconds": seconds,
               "test_rmse": spiral_rmse(model, test),

@@ -43,7 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 RESULTS = DOCS / "results"
-BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+# a block may be indented (a table inside a list item): its lines keep the markers' indentation
+BLOCK = re.compile(r"^(?P<indent>[ \t]*)(?P<open><!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+                   r"^(?P=indent)(?P<close><!-- end generated -->)", re.S | re.M)
 NAMES = {"odenet": "ODE-Net", "rknet": "RK-Net", "resnet": "ResNet"}
 
 # source name -> file in docs/results (a list of files for multi-run sources)
@@ -323,9 +325,11 @@ def rewrite(text, sources, report):
         if data is None:
             report.append(f"  {name}: no docs/results/{SOURCES[source]} (kept as it is)")
             return match.group(0)
-        body = render(data)
+        indent = match.group("indent")
+        body = "".join(indent + line if line.strip() else line
+                       for line in render(data).splitlines(keepends=True))
         report.append(f"  {name}: {'unchanged' if body == match.group('body') else 'updated'}")
-        return match.group(1) + body + match.group(4)
+        return indent + match.group("open") + body + indent + match.group("close")
     return BLOCK.sub(replace, text)
 
 

@@ -123,3 +123,17 @@ def test_docs_script_rewrites_generated_blocks_only_and_keeps_those_without_sour
     assert new.startswith("intro 1.23\n") and "\nkept\n" in new and "\nold\n" not in new
     assert "| lorenz | 1e-03 | 0.050 (152) |" in new and "| 40x |" in new
     assert report == ["  solvers-speed: updated", "  cnf-ml: no docs/results/train_cnf.json (kept as it is)"]
+
+
+def test_docs_script_keeps_the_indentation_of_a_table_in_a_list_and_gives_ranges_over_runs():
+    docs = _update_docs()
+    text = "- Speed:\n\n  <!-- generated: gradients-speed -->\n  old\n  <!-- end generated -->\n"
+    runs = [[{"library": "odeflow", "mode": "backsolve", "forward_s": f, "forward_gradient_s": 2 * f,
+              "torchdiffeq_over_odeflow_forward_gradient": r},
+             {"library": "torchdiffeq", "mode": "backsolve", "forward_s": 3 * f, "forward_gradient_s": 5 * f}]
+            for f, r in ((0.004, 2.5), (0.005, 2.6))]
+    new = docs.rewrite(text, {"bench-gradients": runs}, [])
+    lines = new.splitlines()
+    assert lines[2] == "  <!-- generated: gradients-speed -->" and lines[-1] == "  <!-- end generated -->"
+    assert lines[5] == ("  | adjoint (backsolve) | 4.0-5.0 ms | 8.0-10.0 ms | 12.0-15.0 ms | 20.0-25.0 ms "
+                        "| **2.5-2.6x** |")

@@ -289,7 +289,12 @@ def train(args) -> int:
     plt = None if args.no_figures else matplotlib_pyplot()
     progress = not args.no_progress
     results_path = out / "results.json"
-    results = {}
+    results = {}  # the other task's results of an earlier call stay
+    if results_path.is_file():
+        try:
+            results = json.loads(results_path.read_text())
+        except ValueError:
+            print(f"{results_path} is not JSON; it will be replaced", flush=True)
     if args.task in ("ml", "all"):
         config = _config(MLConfig, args)
         print(f"Maximum likelihood on {config.data}; checkpoint {out / 'ml_checkpoint.npz'}", flush=True)

@@ -53,11 +53,16 @@ def _nfe(plt, ode):
                      label=f"{name} backward (adjoint)", **{k: v for k, v in style.items() if k != "lw"})
         steps = np.asarray(h.get("steps") or [(0, 0)], dtype=float).reshape(-1, 2)
         steps = steps[steps[:, 1] > 0]
-        if steps.size:
-            ax2.scatter(steps[:, 0], steps[:, 1], s=10, alpha=0.5, label=f"{name} steps")
+        if steps.size:  # NFE are integers: many steps share a point, so the area shows how many
+            pairs, counts = np.unique(steps, axis=0, return_counts=True)
+            ax2.scatter(pairs[:, 0], pairs[:, 1], s=20 + 300 * counts / counts.max(), alpha=0.5,
+                        label=f"{name}: {len(steps)} steps (area ~ count)")
+            for (f, b), n in zip(pairs, counts):
+                ax2.annotate(str(n), (f, b), textcoords="offset points", xytext=(6, 4), fontsize=7)
             forward_all.append(steps[:, 0])
             backward_all.append(steps[:, 1])
     ax1.set_xlabel("epoch")
+    ax1.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax1.set_ylabel("NFE per training step (mean)")
     ax1.set_title("NFE per epoch (cf. Fig. 3d)")
     ax1.legend(fontsize=7)

@@ -9,8 +9,19 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "finite_float",
+__all__ = ["SESSION_FLAGS", "run_settings", "positive_int", "nonnegative_int", "positive_float", "nonnegative_float", "finite_float",
            "fraction", "open_fraction", "int_list", "choice_list"]
+
+
+# flags that steer a session, not the run: never stored in a checkpoint or compared on --resume
+SESSION_FLAGS = frozenset({"out", "resume", "no_progress", "no_figures", "debug", "command", "experiment",
+                           "train", "jobs", "checkpoint_every"})
+
+
+def run_settings(args, exclude=()) -> dict:
+    """The command-line settings of a run: every parsed option but the session flags and
+    `exclude` (those stored elsewhere, e.g. as fields of a configuration dataclass)."""
+    return {k: v for k, v in vars(args).items() if k not in SESSION_FLAGS and k not in exclude}
 
 
 def _int(text):

@@ -48,7 +48,8 @@ import time
 
 import numpy as np
 
-from odeflow.experiments.argtypes import choice_list, int_list, nonnegative_int, positive_float, positive_int
+from odeflow.experiments.argtypes import (
+    choice_list, int_list, nonnegative_int, positive_float, positive_int, run_settings)
 from odeflow.experiments.cnf_figures import figure_curves, figure_flow, figure_matching, figure_ml
 from odeflow.experiments.cnf_matching import (
     MatchConfig, fit_matching, matching_model, matching_row, matching_table)
@@ -239,7 +240,9 @@ def add_arguments(parser):
 
     The options named like :class:`MLConfig` / :class:`MatchConfig` fields (dashes
     for underscores) fill those configurations, which the checkpoints store and
-    compare on ``--resume``: a new option needs only its field.
+    compare on ``--resume``; any other option (but ``--task`` and the session
+    flags) is stored with the maximum-likelihood checkpoint as a setting too, so
+    a new option needs nothing more to be checked on ``--resume``.
     """
     from odeflow.data.toy2d import TOY2D_NAMES
     ml, mt = MLConfig(), MatchConfig()
@@ -276,6 +279,10 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=nonnegative_int, default=0)
 
 
+def _config_fields():
+    return {f.name for cls in (MLConfig, MatchConfig) for f in dataclasses.fields(cls)}
+
+
 def _config(cls, args):
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(args).items() if k in names})
@@ -299,7 +306,8 @@ def train(args) -> int:
         config = _config(MLConfig, args)
         print(f"Maximum likelihood on {config.data}; checkpoint {out / 'ml_checkpoint.npz'}", flush=True)
         _, _, results["ml"] = _run_ml(config, out, plt, n_grid=100, progress=progress,
-                                      checkpoint=out / "ml_checkpoint.npz", resume=args.resume)
+                                      checkpoint=out / "ml_checkpoint.npz", resume=args.resume,
+                                      settings=run_settings(args, exclude=_config_fields() | {"task"}))
         results_path.write_text(json.dumps(jsonable(results), indent=2))
     if args.task in ("matching", "all"):
         config = _config(MatchConfig, args)

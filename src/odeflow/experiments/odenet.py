@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from odeflow.experiments.argtypes import (
-    fraction, nonnegative_float, nonnegative_int, open_fraction, positive_float, positive_int)
+    fraction, nonnegative_float, nonnegative_int, open_fraction, positive_float, positive_int, run_settings)
 from odeflow.experiments.common import one_blas_thread
 from odeflow.experiments.odenet_figures import figures as draw_figures
 from odeflow.experiments.odenet_fit import (  # noqa: F401 (the experiment's public names)
@@ -125,16 +125,13 @@ def demo(out_dir, quick) -> dict:
 
 # -- the train command ---------------------------------------------------------------------------
 
-# flags that steer the session, not the run: never stored in or compared with a checkpoint
-_SESSION_FLAGS = ("out", "resume", "no_progress", "no_figures", "debug", "command", "experiment", "train")
-
-
 def add_arguments(parser):
     """Options of ``odeflow train odenet`` (``--out``, ``--resume``, ``--no-figures`` and
     ``--no-progress`` are added by :mod:`odeflow.cli`).
 
-    Every option not in ``_SESSION_FLAGS`` is stored in the checkpoint and must
-    match on ``--resume`` (``--epochs`` may grow): a new option needs nothing more.
+    Every option but the session flags (:data:`~odeflow.experiments.argtypes.SESSION_FLAGS`)
+    is stored in the checkpoint and must match on ``--resume`` (``--epochs`` may grow): a new
+    option needs nothing more.
     """
     d = TrainConfig()
     parser.add_argument("--model", choices=("odenet", "rknet", "resnet"), default="odenet")
@@ -181,7 +178,7 @@ def train(args) -> int:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v)
                             for k, v in vars(args).items() if k in fields})
-    settings = {k: v for k, v in vars(args).items() if k not in _SESSION_FLAGS and k not in fields}
+    settings = run_settings(args, exclude=fields)
     with one_blas_thread():
         history = fit(model, data, config, checkpoint=out / "checkpoint.npz", resume=args.resume,
                       progress=not args.no_progress, settings=settings)

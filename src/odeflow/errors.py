@@ -27,6 +27,7 @@ __all__ = [
     "GradientError",
     "ToleranceWarning",
     "TrainingError",
+    "ResumeError",
 ]
 
 
@@ -97,3 +98,8 @@ class ToleranceWarning(UserWarning):
 class TrainingError(OdeflowError, RuntimeError):
     """Training stopped because the loss (or a gradient) became non-finite; the
     last good checkpoint is left untouched."""
+
+
+class ResumeError(InputError):
+    """``--resume`` of a checkpoint written with other settings; the message lists
+    every difference (saved -> now)."""

@@ -58,9 +58,20 @@ def _run(kind, func, args, shape):
             _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1])))
     n_before = len(runner.overloads)
     start = time.perf_counter()
-    out = runner(*args)
+    try:
+        out = runner(*args)
+    except SystemError as exc:  # Ctrl-C during the nopython loop trips Numba's boxing of the result
+        if _caused_by(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
     return out, seconds
+
+
+def _caused_by(exc, kind) -> bool:
+    while exc is not None and not isinstance(exc, kind):
+        exc = exc.__cause__ or exc.__context__
+    return exc is not None
 
 
 def _checked(func, shape):

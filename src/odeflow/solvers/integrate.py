@@ -21,6 +21,7 @@ from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
+from odeflow.solvers.stiffness import explain
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
 
@@ -215,16 +216,21 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
-                max_steps, beta, stretch, store)
+                max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound)
         out, seconds = _run("adaptive", func, args, shape)
-        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
-        stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej}
+        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
+        stiff_at = None if np.isnan(out[13]) else float(out[13])
+        stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
+                 "stiff_at": stiff_at}
+        hint = explain(stiff_at, out[14], y_stop, shape, tab.stiff_bound,
+                       status in (_loop.MAX_STEPS, _loop.UNDERFLOW))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
         out, seconds = _run("fixed", func, args, shape)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
+        hint = ""
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
     if seconds:
         stats["compile_seconds"] = seconds
@@ -234,7 +240,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
     name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
     message = "reached the end of the interval" if error is None else failure_message(
-        status, method, t_stop, h, stats, opts)
+        status, method, t_stop, h, stats, opts) + hint
     sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
                    t_span=(t[0], t_stop if error else t[-1]), record=record)
     if error is not None:

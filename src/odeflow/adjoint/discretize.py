@@ -30,7 +30,7 @@ import numpy as np
 from odeflow.adjoint.common import array_func, as_tensor, time_data
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import GradientError, InputTypeError, NonFiniteDerivativeError, ShapeError
+from odeflow.errors import GradientError, InputError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
     CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
@@ -207,6 +207,9 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
     tab, _, t_out, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    if tab is None:  # radau: its Newton iterations are not recorded on the tape
+        raise InputError("backprop through the solver is not available for method='radau'; use "
+                         "odeflow.odeint_adjoint(..., method='radau') for gradients of a stiff solve")
     if not tab.adaptive:  # before any evaluation: the step count is checked here
         grid, is_output = fixed_grid(t_out, opts.get("step_size"),
                                      int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)

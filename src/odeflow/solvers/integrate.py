@@ -25,9 +25,9 @@ from odeflow.solvers.stiffness import explain
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
 
-__all__ = ["odeint", "solve", "METHODS"]
+__all__ = ["odeint", "solve", "METHODS", "method_kind"]
 
-METHODS = tuple(TABLEAUX)
+METHODS = tuple(TABLEAUX) + ("radau",)  # radau: implicit, see odeflow.solvers.radau
 DEFAULT_MAX_STEPS = 100_000  # Hairer's NMAX
 
 STATUS = {
@@ -99,19 +99,27 @@ def first_derivative(func, t0, y0, shape):
     return np.ascontiguousarray(f0).reshape(-1)
 
 
+def method_kind(method):
+    """The options family of a (valid) method: 'adaptive', 'fixed' or 'radau'."""
+    if method == "radau":
+        return "radau"
+    return "adaptive" if TABLEAUX[method].adaptive else "fixed"
+
+
 def prepare(func, y0, t, rtol, atol, method, options):
     """Check every argument (before any evaluation); return ``(tableau, y0, t, rtol, atol, options)``
     with ``y0`` an ndarray copy, ``t`` float64 and the tolerances flat float64 arrays."""
     if not callable(func):
         raise InputTypeError(f"`func` must be callable as func(t, y); got {type(func).__name__}")
-    if not isinstance(method, str) or method not in TABLEAUX:
+    if not isinstance(method, str) or method not in METHODS:
         raise InputError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
-    tab = TABLEAUX[method]
+    tab = TABLEAUX.get(method)  # None for radau (implicit)
     y0 = as_state(y0)
     t = as_times(t)
-    opts = check_options(options, "adaptive" if tab.adaptive else "fixed", method)
+    opts = check_options(options, method_kind(method), method)
     eps = np.finfo(y0.dtype).eps
-    rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype, minimum=100 * eps if tab.adaptive else None)
+    rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype,
+                        minimum=100 * eps if tab is None or tab.adaptive else None)
     atol = as_tolerance(atol, "atol", y0.shape, y0.dtype)
     return tab, y0, t, rtol, atol, opts
 
@@ -197,7 +205,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
                         record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
-    if not tab.adaptive:
+    if tab is not None and not tab.adaptive:
         grid, is_output = fixed_grid(t, opts.get("step_size"), max_steps, method)
     if flat.size == 0:  # nothing to integrate: every row is the empty state
         return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
@@ -211,7 +219,11 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
-    if tab.adaptive:
+    if tab is None:
+        stats, record, hint, out, seconds = _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store)
+        status, ys, rows, t_stop, h, y_stop = out[:6]
+        ys, y_stop = ys.astype(y0.dtype, copy=False), y_stop.astype(y0.dtype, copy=False)
+    elif tab.adaptive:
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
@@ -246,6 +258,34 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
     if error is not None:
         raise error(message, t=t_stop, h=h, solution=sol)
     return sol
+
+
+def _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store):
+    """Run :mod:`odeflow.solvers.radau`; statistics (with scipy's ``njev``, ``nlu``),
+    the step record and the extra sentences of a failure message."""
+    from odeflow.solvers import radau
+    out, seconds, _ = radau.run(func, t, flat, f0, shape, rtol, atol, opts, store)
+    status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
+    njev, nlu, n_fail, newton_last = out[13:]
+    stats = {"nfe": int(nfe), "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
+             "njev": int(njev), "nlu": int(nlu), "n_newton_failures": int(n_fail)}
+    where = f"at t = {float(t_stop)!r}"
+    if status == radau.BAD_JAC:
+        raise ShapeError(f"`options['jac']` must return df/dy of shape ({flat.size}, {flat.size}); {where} "
+                         f"it returned an array of another shape")
+    if status == radau.JAC_NONFINITE:
+        sol = Solution(t[:rows].copy(), ys[:rows].reshape((rows,) + shape), stats, "nonfinite_derivative",
+                       "", method="radau", t_span=(t[0], t_stop))
+        source = "`options['jac']`" if opts.get("jac") is not None else "the finite-difference Jacobian of func"
+        raise NonFiniteDerivativeError(f"radau: {source} returned non-finite values {where}", t=t_stop, h=h,
+                                       solution=sol)
+    hint = ""
+    if status == _loop.UNDERFLOW and newton_last:
+        hint = (" Newton's iteration did not converge even at the smallest step, with a fresh Jacobian: "
+                "check `options['jac']`, or the problem is singular there.")
+    record = ("dense", rec_t, rec_h, rec_y.astype(flat.dtype, copy=False), rec_Q.astype(flat.dtype, copy=False),
+              y_stop.astype(flat.dtype, copy=False)) if store else None
+    return stats, record, hint, out, seconds
 
 
 def fixed_grid(t, step_size, max_steps, method):

@@ -1,6 +1,5 @@
 """tsit5 and dop853: against scipy's DOP853 step by step, exact solutions, convergence
 orders, dense output, the compiled path and gradients (backprop and adjoint)."""
-import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -11,8 +10,7 @@ from odeflow.autodiff import ops
 from odeflow.solvers.kernels import combine
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.testing import check_grads
-from problems import (ARENSTORF_T, ARENSTORF_Y0, arenstorf, arenstorf_jit, cos_growth,
-                      cos_growth_exact, van_der_pol)
+from problems import ARENSTORF_T, ARENSTORF_Y0, arenstorf, arenstorf_jit, van_der_pol
 
 NEW = ["tsit5", "dop853"]
 

@@ -1,6 +1,5 @@
 """Radau IIA (method="radau") on stiff problems against scipy, its errors, the
 compiled path and gradients through it by the adjoint method."""
-import numba
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp

@@ -56,7 +56,7 @@ from odeflow.errors import InputError, ShapeError
 from odeflow.solvers.controller import initial_guess, initial_step, min_step_at, next_attempt
 from odeflow.solvers.jit import is_jitted, kernel
 from odeflow.solvers.kernels import all_finite, scaled_rms
-from odeflow.solvers.loop import BAD_SIZE, MAX_STEPS, NONFINITE, SUCCESS, UNDERFLOW
+from odeflow.solvers.loop import BAD_SIZE, MAX_STEPS, NONFINITE, SUCCESS, UNDERFLOW, _grow
 
 __all__ = ["C", "A", "MU_REAL", "MU_COMPLEX", "T", "TI", "E", "P", "NEWTON_MAXITER",
            "lu_factor", "lu_solve", "newton", "make_radau_loop", "BAD_JAC", "JAC_NONFINITE"]
@@ -555,13 +555,6 @@ def dense_eval_cubic(y0, h, Q, x, out):
     """``out = y0 + h * Q @ (x, x^2, x^3)``: the collocation polynomial of a step."""
     for k in range(y0.shape[0]):
         out[k] = y0[k] + h * x * (Q[k, 0] + x * (Q[k, 1] + x * Q[k, 2]))
-
-
-@kernel
-def _grow(arr, cap):
-    new = np.empty((cap,) + arr.shape[1:], arr.dtype)
-    new[: arr.shape[0]] = arr
-    return new
 
 
 def make_jacobian(evaluate, jac, jitted, flat):

@@ -143,17 +143,23 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         when the RMS norm of ``err / (atol + rtol*max(|y0|, |y1|))`` is <= 1.
         ``rtol`` below 100 times the machine epsilon of the state dtype is
         raised to it with a :class:`~odeflow.errors.ToleranceWarning`.
-    method : {'dopri5', 'bosh3', 'euler', 'midpoint', 'rk4'}
+    method : {'dopri5', 'bosh3', 'tsit5', 'dop853', 'euler', 'midpoint', 'rk4', 'radau'}
         ``dopri5``: Dormand & Prince (1980) 5(4) with the classic embedded
         estimate (as Hairer's DOPRI5 and scipy's RK45). ``bosh3``: Bogacki &
-        Shampine (1989) 3(2). ``euler``, ``midpoint``, ``rk4``: fixed step.
+        Shampine (1989) 3(2). ``tsit5``: Tsitouras (2011) 5(4). ``dop853``:
+        Hairer's DOP853, order 8 (as scipy's DOP853). ``euler``, ``midpoint``,
+        ``rk4``: fixed step. ``radau``: Radau IIA of order 5, implicit, for
+        stiff problems (:mod:`odeflow.solvers.radau`; state computed in float64).
     options : dict, optional
         Adaptive methods: ``first_step`` (default: HNW §II.4 algorithm),
         ``max_step`` (default inf), ``max_steps`` (accepted + rejected, default
         100000), ``controller`` (``"pi"``, Hairer's DOPRI5, default; or ``"i"``,
         scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
         from one output time to the next; outputs always land on nodes),
-        ``max_steps``.
+        ``max_steps``. ``radau``: ``first_step``, ``max_step``, ``max_steps``
+        and ``jac`` (``jac(t, y) -> df/dy``, shape ``(n, n)`` for the flattened
+        state; default: finite differences). An option of another method
+        raises InputError naming the option and the method.
     dense_output : bool, default True
         Keep every accepted step's interpolation polynomial (memory grows with
         the number of steps) for :meth:`Solution.interpolate`,
@@ -163,7 +169,10 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     Returns
     -------
     Solution
-        ``.t``, ``.y`` (shape ``(m, *y0.shape)``), ``.stats``, ``.status``,
+        ``.t``, ``.y`` (shape ``(m, *y0.shape)``), ``.stats`` (``nfe``, ``n_steps``,
+        ``n_accepted``, ``n_rejected``; ``stiff_at`` for the adaptive explicit
+        methods: where Hairer's stiffness test fired, or None; ``njev``, ``nlu``,
+        ``n_newton_failures`` for radau), ``.status``,
         ``.message``, ``.interpolate(t_new)``.
 
     Raises

@@ -50,10 +50,9 @@ from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
 from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
-from odeflow.solvers.integrate import prepare
+from odeflow.solvers.integrate import METHODS, method_kind, prepare
 from odeflow.solvers.integrate import solve as _solve
 from odeflow.solvers.jit import is_jitted
-from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_tolerance, check_options
 
 __all__ = ["odeint_adjoint", "ADJOINT_MODES"]
@@ -227,16 +226,16 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     norm = back_options.pop("norm", "rms")
     if norm not in ("rms", "seminorm"):
         raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
-    if not isinstance(b_method, str) or b_method not in TABLEAUX:
-        raise InputError(f"`adjoint_method` must be one of {', '.join(TABLEAUX)}; got {b_method!r}")
-    back_options = check_options(back_options, "adaptive" if TABLEAUX[b_method].adaptive else "fixed",
+    if not isinstance(b_method, str) or b_method not in METHODS:
+        raise InputError(f"`adjoint_method` must be one of {', '.join(METHODS)}; got {b_method!r}")
+    back_options = check_options(back_options, method_kind(b_method),
                                  b_method, name="adjoint_options") or None
     b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
     b_atol = atol if adjoint_atol is None else adjoint_atol
     as_tolerance(b_rtol, "adjoint_rtol", y0.shape, y0.dtype)
     as_tolerance(b_atol, "adjoint_atol", y0.shape, y0.dtype)
     checkpoint = adjoint_mode == "checkpoint"
-    if checkpoint and not tab.adaptive:
+    if checkpoint and tab is not None and not tab.adaptive:  # tab None: radau, which has dense output
         raise InputError(f"`adjoint_mode` 'checkpoint' reads y(t) from the forward dense output, "
                          f"which fixed-step method {method!r} does not have; use 'backsolve', or "
                          f"backprop through the solver (odeflow.odeint with a Tensor y0)")

@@ -25,6 +25,9 @@ Usage::
     python scripts/update_docs.py --train-cnf odeflow-out/cnf/results.json \\
         --train-latent-ode seed0/results.json seed1/results.json
 
+    python scripts/study_regularisation.py cnf --seeds 0 1 --out r.jsonl   # and odenet, same file
+    python scripts/update_docs.py --study-regularisation r.jsonl --files docs/regularisation.md
+
     python scripts/update_docs.py                  # rewrite every table from docs/results/
     python scripts/update_docs.py --check          # exit 1 if a table differs from its source
 
@@ -51,7 +54,7 @@ NAMES = {"odenet": "ODE-Net", "rknet": "RK-Net", "resnet": "ResNet"}
 # source name -> file in docs/results (a list of files for multi-run sources)
 SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "bench-gradients": "bench_gradients-*.jsonl", "train-cnf": "train_cnf.json",
-           "train-latent-ode": "train_latent_ode-*.json"}
+           "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -66,7 +69,7 @@ def load_source(name):
     files = sorted(RESULTS.glob(pattern))
     if not files:
         return None
-    if name.startswith("bench-"):
+    if name.startswith(("bench-", "study-")):
         runs = [_json_lines(f) for f in files]
         return runs if "*" in pattern else runs[0]
     data = [json.loads(f.read_text()) for f in files]
@@ -297,6 +300,41 @@ def render_gradients_speed(runs):
                    "torchdiffeq forward + gradient", "ratio (forward + gradient)"], out)
 
 
+def render_regularisation(rows):
+    """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
+    arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
+    (test NLL or test errors) and the training wall time."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        runs = [r for r in rows if r["model"] == model]
+        arms = {}
+        for r in runs:
+            key = (r["kinetic"], r["jacobian"], r.get("steer") or 0.0)
+            arms.setdefault(key, []).append(r)
+        plain = arms.get((0.0, 0.0, 0.0), [])
+        plain_nfe = statistics.mean(r["nfe_forward_end"] for r in plain) if plain else None
+        for (kin, jac, steer), group in arms.items():
+            group = sorted(group, key=lambda r: r["seed"])
+            nfe = statistics.mean(r["nfe_forward_end"] for r in group)
+            if model == "cnf":
+                quality = (", ".join(f"{r['test_nll']:.3f}" for r in group)
+                           + f" nats (mean {statistics.mean(r['test_nll'] for r in group):.3f})")
+            else:
+                errors = statistics.mean(1 - r["test_acc"] for r in group)
+                quality = (", ".join(str(r["test_errors"]) for r in group)
+                           + f" of 359 (mean {100 * errors:.2f} %)")
+            label = "plain" if not (kin or jac or steer) else (
+                f"kinetic {kin:g}, Jacobian {jac:g}" + (f", STEER {steer:g}" if steer else ""))
+            out.append([{"cnf": "CNF 8gaussians", "odenet": "ODE-Net digits"}.get(model, model), label,
+                        ", ".join(str(r["seed"]) for r in group), f"{nfe:.1f}",
+                        f"{plain_nfe / nfe:.2f}x" if plain_nfe else "-", quality,
+                        f"{statistics.mean(r['train_seconds'] for r in group):.0f}",
+                        f"{min(r['load'] for r in group):.1f}-{max(r['load'] for r in group):.1f}"])
+    return _table(["model", "penalties", "seeds", "forward NFE at the end (mean)", "plain / this",
+                   "test NLL per seed" if all(r["model"] == "cnf" for r in rows) else "test NLL or errors per seed",
+                   "training s (mean)", "load average"], out)
+
+
 # table name -> (source, renderer)
 TABLES = {
     "odenet-demo": ("demo", render_odenet_demo),
@@ -308,6 +346,7 @@ TABLES = {
     "latent-ode-hare-lynx": ("train-latent-ode", render_latent_hare_lynx),
     "solvers-speed": ("bench-solvers", render_solvers_speed),
     "gradients-speed": ("bench-gradients", render_gradients_speed),
+    "study-regularisation": ("study-regularisation", render_regularisation),
 }
 
 

@@ -1,11 +1,16 @@
-"""Benchmark odeflow's dopri5 against scipy (and torchdiffeq / diffrax when installed).
+"""Benchmark odeflow's solvers against scipy (and torchdiffeq / diffrax when installed).
 
-Prints one JSON object per line: problem, rtol, solver, median wall time (s),
-nfe, max error at t1 against scipy's DOP853 at rtol = 1e-13, and the ratio of
-scipy RK45's median to this solver's median, all measured in the same run.
-Timing is never asserted anywhere: it is measured here.
+Non-stiff problems (dopri5, tsit5, dop853): one JSON object per line with
+problem, rtol, solver, median wall time (s), nfe, max error at t1 against
+scipy's DOP853 at rtol = 1e-13, the ratio of scipy RK45's median to this
+solver's median and, for the dop853 rows, of scipy DOP853's.
+Stiff problems (radau, ``"set": "stiff"``): Robertson, Van der Pol mu = 1000
+and HIRES against scipy's Radau and BDF with the same analytic Jacobian; the
+error is against scipy's LSODA at rtol = 1e-12 (scaled by atol + rtol |y|),
+and ``radau_over_this`` is scipy Radau's median over this solver's.
+All in the same run, interleaved; timing is never asserted anywhere.
 
-    python scripts/bench_solvers.py [--repeats 7] [--quick]
+    python scripts/bench_solvers.py [--repeats 7] [--quick] [--only stiff|nonstiff]
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from scipy.integrate import solve_ivp
 
 import odeflow
 from odeflow.experiments.common import interleaved_medians
-from odeflow.problems import ARENSTORF_MU, PROBLEMS
+from odeflow.problems import ARENSTORF_MU, PROBLEMS, STIFF_PROBLEMS
 
 
 MU = ARENSTORF_MU
@@ -78,6 +83,25 @@ def peers():
                 return y1, int(sol.stats["num_steps"]) * 6 + 1
             return run
         out.append((f"diffrax {diffrax.__version__} Dopri5 (jax.jit)", make_diffrax))
+
+        def make_diffrax_other(solver_cls):
+            def make(f, y0, t1, rtol, atol):
+                term = diffrax.ODETerm(jfuncs[f.__name__])
+                controller = diffrax.PIDController(rtol=rtol, atol=atol)
+
+                @jax.jit
+                def solve(y):
+                    return diffrax.diffeqsolve(term, solver_cls(), t0=0.0, t1=t1, dt0=None, y0=y,
+                                               stepsize_controller=controller, max_steps=200_000)
+                y = jnp.asarray(y0)
+
+                def run():
+                    # evaluations are not reported by diffrax for these: nfe None
+                    return np.asarray(solve(y).ys[-1].block_until_ready()), None
+                return run
+            return make
+        for cls in (diffrax.Tsit5, diffrax.Dopri8):
+            out.append((f"diffrax {diffrax.__version__} {cls.__name__} (jax.jit)", make_diffrax_other(cls)))
     except ImportError:
         pass
     return out
@@ -110,11 +134,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help="one tolerance, 3 repeats")
     parser.add_argument("--batch-ms", type=float, default=20.0,
                         help="time each solver in turns of at least this long (default 20 ms)")
+    parser.add_argument("--only", choices=("stiff", "nonstiff"), default=None)
     args = parser.parse_args()
     rtols = [1e-6] if args.quick else [1e-3, 1e-6, 1e-9]
     repeats = 3 if args.quick else args.repeats
     print(json.dumps({"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
                       "numpy": np.__version__, "numba": numba.__version__, "odeflow": odeflow.__version__}))
+    if args.only != "nonstiff":
+        stiff_rows([1e-6] if args.quick else [1e-4, 1e-6, 1e-8], repeats, args.batch_ms * 1e-3)
+    if args.only == "stiff":
+        return
     for name, (f, y0, t1) in PROBLEMS.items():
         ref = solve_ivp(f, (0.0, t1), y0, method="DOP853", rtol=1e-13, atol=1e-16).y[:, -1]
         fj = numba.njit(f)
@@ -128,6 +157,12 @@ def main():
                 # RK45's own step-size rule: the same steps, so the same nfe as RK45
                 "odeflow dopri5 (njit func, controller i)": lambda: _odeflow(fj, y0, t1, rtol, atol, "i"),
                 "odeflow dopri5 (Python func)": lambda: _odeflow(f, y0, t1, rtol, atol),
+                "odeflow tsit5 (njit func)": lambda: _odeflow(fj, y0, t1, rtol, atol, method="tsit5"),
+                "odeflow dop853 (njit func)": lambda: _odeflow(fj, y0, t1, rtol, atol, method="dop853"),
+                # scipy DOP853's own step-size rule: same decisions, same nfe
+                "odeflow dop853 (njit func, controller i)": lambda: _odeflow(fj, y0, t1, rtol, atol, "i",
+                                                                             method="dop853"),
+                "odeflow dop853 (Python func)": lambda: _odeflow(f, y0, t1, rtol, atol, method="dop853"),
                 "scipy RK45": lambda: _scipy(f, y0, t1, rtol, atol, "RK45"),
                 "scipy DOP853": lambda: _scipy(f, y0, t1, rtol, atol, "DOP853"),
             }
@@ -139,19 +174,58 @@ def main():
             results = {solver: (medians[solver], nfe, float(np.abs(y1 - ref).max()))
                        for solver, (y1, nfe) in first.items()}
             base = results["scipy RK45"][0]
+            base853 = results["scipy DOP853"][0]
             for solver, (median, nfe, err) in results.items():
                 row = {"problem": name, "rtol": rtol, "atol": atol, "solver": solver, "median_s": median,
                        "nfe": nfe, "error_vs_dop853": err, "rk45_over_this": base / median}
+                if "dop853" in solver.lower() or "dopri8" in solver.lower():
+                    row["scipy_dop853_over_this"] = base853 / median
                 if "(njit func" in solver:
                     row["first_call_s_incl_compile"] = compile_s
                 print(json.dumps(row), flush=True)
 
 
-def _odeflow(f, y0, t1, rtol, atol, controller="pi"):
+def _odeflow(f, y0, t1, rtol, atol, controller="pi", method="dopri5"):
     # no dense output, as solve_ivp's default (dense_output=False)
-    sol = odeflow.solve(f, y0, [0.0, t1], rtol=rtol, atol=atol, dense_output=False,
+    sol = odeflow.solve(f, y0, [0.0, t1], rtol=rtol, atol=atol, dense_output=False, method=method,
                         options={"controller": controller})
     return sol.y[-1], sol.stats["nfe"]
+
+
+def stiff_rows(rtols, repeats, batch_seconds):
+    """radau (jitted func and jac; Python func and jac) vs scipy Radau and BDF, one JSON line each."""
+    for name, (f, jac, y0, t1) in STIFF_PROBLEMS.items():
+        ref = solve_ivp(f, (0.0, t1), y0, method="LSODA", rtol=1e-12, atol=1e-14, jac=jac).y[:, -1]
+        fj, jj = numba.njit(f), numba.njit(jac)
+        start = time.perf_counter()
+        odeflow.odeint(fj, y0, [0.0, t1], method="radau", options={"jac": jj})
+        compile_s = time.perf_counter() - start
+        for rtol in rtols:
+            atol = rtol * 1e-4 if name == "robertson" else rtol
+
+            def ours(func, jacobian):
+                sol = odeflow.solve(func, y0, [0.0, t1], rtol=rtol, atol=atol, method="radau",
+                                    dense_output=False, options={"jac": jacobian})
+                return sol.y[-1], sol.stats["nfe"]
+
+            def theirs(method):
+                r = solve_ivp(f, (0.0, t1), y0, method=method, rtol=rtol, atol=atol, jac=jac)
+                return r.y[:, -1], r.nfev
+
+            runners = {"odeflow radau (njit func and jac)": lambda: ours(fj, jj),
+                       "odeflow radau (Python func and jac)": lambda: ours(f, jac),
+                       "scipy Radau": lambda: theirs("Radau"), "scipy BDF": lambda: theirs("BDF")}
+            first = {solver: fn() for solver, fn in runners.items()}
+            medians = interleaved_medians(runners, repeats, batch_seconds=batch_seconds, warm_each_turn=True)
+            scale = atol + rtol * np.abs(ref)
+            for solver, (y1, nfe) in first.items():
+                row = {"set": "stiff", "problem": name, "rtol": rtol, "atol": atol, "solver": solver,
+                       "median_s": medians[solver], "nfe": nfe,
+                       "error_over_tol": float(np.max(np.abs(y1 - ref) / scale)),
+                       "radau_over_this": medians["scipy Radau"] / medians[solver]}
+                if "njit" in solver:
+                    row["first_call_s_incl_compile"] = compile_s
+                print(json.dumps(row), flush=True)
 
 
 def _scipy(f, y0, t1, rtol, atol, method):

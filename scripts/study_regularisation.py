@@ -39,7 +39,7 @@ def _regs(kinetic, jacobian):
 
 
 def run_cnf(seed, kinetic, jacobian, steer, iters):
-    from odeflow.experiments.cnf import MLConfig, evaluate_nll, fit_ml
+    from odeflow.experiments.cnf_ml import MLConfig, evaluate_nll, fit_ml
     from odeflow.data.toy2d import sample_toy2d
     from odeflow.models.cnf import CNF
     from odeflow.models.cnf_dynamics import ConcatSquashMLP
@@ -62,7 +62,8 @@ def run_cnf(seed, kinetic, jacobian, steer, iters):
 
 
 def run_odenet(seed, kinetic, jacobian, steer, epochs):
-    from odeflow.experiments.odenet import TrainConfig, _DEMO, fit, load_images
+    from odeflow.experiments.odenet import _DEMO
+    from odeflow.experiments.odenet_fit import TrainConfig, fit, load_images
     from odeflow.models.odenet import build_classifier, default_width
     data = load_images("digits", dtype=np.float32)
     size = data.x_train.shape[-1]

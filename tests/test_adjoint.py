@@ -236,7 +236,7 @@ def test_backprop_takes_the_same_steps_as_the_array_solver():
     stats = {}
     odeflow.odeint_backprop(func, Tensor(y0v), [0.0, 0.7, 2.0], rtol=1e-6, atol=1e-8, stats=stats)
     ref = odeflow.solve(lambda s, y: func(s, Tensor(y)).data, y0v, [0.0, 0.7, 2.0], rtol=1e-6, atol=1e-8)
-    assert stats["forward"] == ref.stats
+    assert stats["forward"] == {k: v for k, v in ref.stats.items() if k != "stiff_at"}  # no stiffness test on Tensors
 
 
 def test_backprop_through_fixed_step_rk4_is_the_exact_discrete_gradient():

@@ -155,3 +155,11 @@ def test_second_derivatives_in_the_output_times_match_the_closed_form(mode):
     second = w @ A @ A @ E @ y0v
     np.testing.assert_allclose(h_T[0].data, [-second, second], rtol=1e-7)
     np.testing.assert_allclose(h_T[1].data, (A @ E).T @ w, rtol=1e-7)
+
+
+def test_create_graph_with_an_implicit_method_is_refused_by_name():
+    A = nn.Parameter(np.array([[-50.0, 1.0], [0.5, -0.3]]))
+    y0 = Tensor(np.array([1.0, 0.5]), requires_grad=True)
+    ys = odeflow.odeint_adjoint(lambda s, y: y @ A.T, y0, [0.0, 1.0], method="radau")
+    with pytest.raises(GradientError, match=r"higher-order gradients .* method 'radau'"):
+        gradients(ops.sum(ys), [y0], create_graph=True)

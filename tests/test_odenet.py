@@ -153,11 +153,11 @@ def test_one_training_step_lowers_the_loss():
 
 @pytest.fixture(scope="module")
 def small_data():
-    return exp._subset(exp.load_images("digits", dtype=np.float32), 64, 32)
+    return exp.subset(exp.load_images("digits", dtype=np.float32), 64, 32)
 
 
 def small_config(**kw):
-    return dataclasses.replace(exp.TrainConfig(epochs=2, batch_size=32, lr=0.05, milestones=(0.5,)), **kw)
+    return dataclasses.replace(exp.TrainConfig(epochs=2, batch_size=32, lr=0.05, milestones=(1,)), **kw)
 
 
 def test_checkpoint_resume_equals_uninterrupted_run(small_data, tmp_path):

@@ -27,7 +27,7 @@ def _never_called(t, y):
     (dict(t=[1.0, 0.0, 0.5]), InputError, r"t\[2\] = 0\.5"),
     (dict(t=[0.0, np.inf]), InputError, r"`t` must be finite; t\[1\] = inf"),
     (dict(t=["a", "b"]), InputTypeError, r"`t` must be a 1-D array"),
-    (dict(method="rk45"), InputError, r"`method` must be one of dopri5, bosh3, euler, midpoint, rk4; got 'rk45'"),
+    (dict(method="rk45"), InputError, r"`method` must be one of dopri5, bosh3, tsit5, dop853, euler, midpoint, rk4, radau; got 'rk45'"),
     (dict(rtol=-1e-3), InputError, r"`rtol` must be finite and non-negative; got -0\.001"),
     (dict(atol=np.nan), InputError, r"`atol` must be finite and non-negative"),
     (dict(rtol=10 ** 400), InputError, r"`rtol` must be finite and non-negative; got an integer of 401 digits"),

@@ -28,6 +28,7 @@ __all__ = [
     "ToleranceWarning",
     "GradientAccuracyWarning",
     "TrainingError",
+    "ResumeError",
 ]
 
 
@@ -103,3 +104,8 @@ class GradientAccuracyWarning(UserWarning):
 class TrainingError(OdeflowError, RuntimeError):
     """Training stopped because the loss (or a gradient) became non-finite; the
     last good checkpoint is left untouched."""
+
+
+class ResumeError(InputError):
+    """``--resume`` of a checkpoint written with other settings; the message lists
+    every difference (saved -> now)."""

@@ -69,10 +69,9 @@ from odeflow.adjoint.params import Recorder, check_adjoint_params, check_closure
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
 from odeflow.errors import InputError, InputTypeError, SolverError
-from odeflow.solvers.integrate import prepare
+from odeflow.solvers.integrate import METHODS, method_kind, prepare
 from odeflow.solvers.integrate import solve as _solve
 from odeflow.solvers.jit import is_jitted
-from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_tolerance, check_options
 
 __all__ = ["odeint_adjoint", "ADJOINT_MODES"]
@@ -106,10 +105,9 @@ def _backward_options(method, opts, adjoint_method, adjoint_options, adjoint_rto
     if norm not in ("rms", "seminorm"):
         raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
     policy, drift_tol = audit_options(back)
-    if not isinstance(b_method, str) or b_method not in TABLEAUX:
-        raise InputError(f"`adjoint_method` must be one of {', '.join(TABLEAUX)}; got {b_method!r}")
-    back = check_options(back, "adaptive" if TABLEAUX[b_method].adaptive else "fixed",
-                         b_method, name="adjoint_options") or None
+    if not isinstance(b_method, str) or b_method not in METHODS:
+        raise InputError(f"`adjoint_method` must be one of {', '.join(METHODS)}; got {b_method!r}")
+    back = check_options(back, method_kind(b_method), b_method, name="adjoint_options") or None
     b_rtol = rtol if adjoint_rtol is None else adjoint_rtol
     b_atol = atol if adjoint_atol is None else adjoint_atol
     as_tolerance(b_rtol, "adjoint_rtol", y0.shape, y0.dtype)
@@ -285,7 +283,7 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     backward_kw, policy, drift_tol = _backward_options(method, opts, adjoint_method, adjoint_options,
                                                        adjoint_rtol, adjoint_atol, rtol, atol, y0)
     checkpoint = adjoint_mode == "checkpoint"
-    if checkpoint and not tab.adaptive:
+    if checkpoint and tab is not None and not tab.adaptive:  # tab None: radau, which has dense output
         raise InputError(f"`adjoint_mode` 'checkpoint' reads y(t) from the forward dense output, "
                          f"which fixed-step method {method!r} does not have; use 'backsolve', or "
                          f"backprop through the solver (odeflow.odeint with a Tensor y0)")
@@ -312,7 +310,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     if stats is not None:
         stats["forward"] = dict(sol.stats)
     settings = _Settings(
-        forward=forward_kw, fwd_rtol=fwd_rtol, fwd_atol=fwd_atol, adaptive=tab.adaptive,
+        forward=forward_kw, fwd_rtol=fwd_rtol, fwd_atol=fwd_atol,
+        adaptive=tab is None or tab.adaptive,  # tab None: radau, adaptive
         checkpoint=checkpoint, on_drift=policy, drift_tol=drift_tol, stats=stats,
         make_pass=lambda ps: BackwardPass(func, ps, strict, y0.shape, sol.y.dtype, steady=steady,
                                           **backward_kw))

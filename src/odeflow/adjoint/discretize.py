@@ -33,7 +33,7 @@ from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import leaves
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
-from odeflow.errors import GradientError, InputTypeError, NonFiniteDerivativeError, ShapeError
+from odeflow.errors import GradientError, InputError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
     CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
@@ -41,7 +41,7 @@ from odeflow.solvers.controller import (
 from odeflow.solvers.integrate import (
     DEFAULT_MAX_STEPS, STATUS, failure_message, fixed_grid, prepare)
 from odeflow.solvers.jit import is_jitted
-from odeflow.solvers.kernels import error_ratio, scaled_rms
+from odeflow.solvers.kernels import error_ratio, error_ratio_dop853, scaled_rms
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.validate import distinct_times
 
@@ -85,6 +85,15 @@ def _step(func, tab, t, h, y, k0):
     if not tab.fsal:  # FSAL: the last stage's state is already y1
         state = ops.lincomb(y, h, tab.b_arr, ks)
     return state, ks
+
+
+def _dense_stages(func, tab, t, h, y, ks, counts):
+    """The stages only the dense output uses (DOP853's last three), on Tensors."""
+    ks = list(ks)
+    for i in range(tab.n_stages, tab.n_stages + tab.n_extra):
+        ks.append(_call(func, t + tab.c_arr[i] * h, ops.lincomb(y, h, tab.A_arr[i, :i], ks)))
+    counts["nfe"] += tab.n_extra
+    return ks[tab.n_stages:]
 
 
 def _flat(x):
@@ -138,8 +147,10 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
             h_abs = abs(h)
             y1, ks = _step(func, tab, t, h, y, k0)
             counts["nfe"] += tab.n_stages - 1
-            err = error_ratio(_flat(y), _flat(y1), h, np.stack([_flat(k) for k in ks]),
-                              tab.b_err_arr, rtol, atol)
+            K_values = np.stack([_flat(k) for k in ks])
+            err = (error_ratio_dop853(_flat(y), _flat(y1), h, K_values, tab.b_err_arr, tab.b_err3_arr,
+                                      rtol, atol) if tab.b_err3_arr.size
+                   else error_ratio(_flat(y), _flat(y1), h, K_values, tab.b_err_arr, rtol, atol))
             if err <= 1.0:
                 factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
                 err_prev = max(err, PI_ERR_PREV0)
@@ -150,7 +161,8 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
                     # every output of the step at once: y + h * W @ K with W (outputs x stages)
                     theta = (t_out[j:end] - t) / h
                     W = (theta[:, None] ** np.arange(1, tab.P_arr.shape[1] + 1)) @ tab.P_arr.T
-                    K = ops.reshape(ops.stack(ks, axis=0), (tab.n_stages, -1))
+                    ks_dense = ks + _dense_stages(func, tab, t, h, y, ks, counts)
+                    K = ops.reshape(ops.stack(ks_dense, axis=0), (len(ks_dense), -1))
                     rows.append(y + h * ops.reshape(ops.matmul(W.astype(y.dtype), K), (end - j,) + y.shape))
                     j = end
                 if j < t_out.size and t_out[j] == t_new:
@@ -207,6 +219,9 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
     tab, _, t_all, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
+    if tab is None:  # radau: its Newton iterations are not recorded on the tape
+        raise InputError("backprop through the solver is not available for method='radau'; use "
+                         "odeflow.odeint_adjoint(..., method='radau') for gradients of a stiff solve")
     t_out, index = distinct_times(t_all)
     if not tab.adaptive:  # before any evaluation: the step count is checked here
         grid, is_output = fixed_grid(t_out, opts.get("step_size"),

@@ -39,6 +39,8 @@ from odeflow.adjoint.params import unknown_leaf_error
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import gradients, leaves
 from odeflow.autodiff.tensor import Tensor, _wrap, enable_grad, is_grad_enabled
+from odeflow.errors import GradientError
+from odeflow.solvers.tableau import TABLEAUX
 
 __all__ = ["local_call", "recorded_backward"]
 
@@ -130,6 +132,11 @@ def recorded_backward(func, out, g, t, t_grad, params, strict, solve_kw, counter
     counter : dict
         ``counter["nfe"]`` receives the evaluations of the re-solves.
     """
+    if solve_kw["method"] not in TABLEAUX:  # an implicit method (radau): no Tensor loop to record
+        raise GradientError(
+            f"higher-order gradients through odeint_adjoint re-solve each interval by backprop through "
+            f"the solver, which method {solve_kw['method']!r} does not have: use an explicit method "
+            f"for create_graph=True")
     m = out.shape[0]
     t_data = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=np.float64)
     a = g[m - 1]

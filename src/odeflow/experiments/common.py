@@ -4,15 +4,16 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from odeflow.errors import InputError, TrainingError
+from odeflow.errors import TrainingError
+from odeflow.experiments.checkpoint import atomic_savez, load_npz  # noqa: F401 (re-exported)
 
-__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
+__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "phase", "check_finite", "save_figure",
            "matplotlib_pyplot", "median_seconds", "interleaved_medians", "one_blas_thread"]
 
 
@@ -23,48 +24,110 @@ def output_dir(path) -> Path:
     return out
 
 
-def atomic_savez(path, **arrays) -> Path:
-    """Write ``arrays`` to the ``.npz`` file ``path`` atomically.
+def progress(iterable, *, desc="", total=None, initial=0, disable=None, log=None, **kwargs):
+    """Progress of a phase: a tqdm bar on a terminal, periodic log lines otherwise.
 
-    The data go to a temporary file in the same folder, which then replaces
-    ``path`` (``os.replace`` is atomic on POSIX and Windows): an interrupted
-    run never leaves a half-written checkpoint behind.
+    Parameters
+    ----------
+    iterable : iterable
+    desc : str
+        What the phase is (``"CNF 8gaussians"``, ``"figures"``).
+    total, initial : int, optional
+        Steps in all and steps already done (a resumed run).
+    disable : bool or None
+        True: nothing. None (default): a bar when standard error is a
+        terminal and tqdm is installed, else one line ``desc: i/total, s``
+        every ``ODEFLOW_PROGRESS_SECONDS`` seconds (default 10) via `log`.
+    log : callable, optional
+        Receives the lines (default: print to standard error).
+    **kwargs
+        Passed to tqdm.
     """
-    for name, value in arrays.items():
-        if np.asarray(value).dtype.kind == "O":  # would need pickle, which load_npz refuses
-            raise InputError(f"`{name}` has dtype object; checkpoints hold numeric arrays only")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    if disable is True:
+        return _Quiet(iterable)
+    if total is None and hasattr(iterable, "__len__"):
+        total = len(iterable) + initial
+    if _terminal():
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            kwargs.setdefault("dynamic_ncols", True)
+            kwargs.setdefault("leave", False)
+            return tqdm(iterable, desc=desc, total=total, initial=initial, **kwargs)
+    every = float(os.environ.get("ODEFLOW_PROGRESS_SECONDS", "10"))
+    return _LogLines(iterable, desc, total, initial, every, log)
+
+
+def _terminal() -> bool:
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)  # mkstemp makes the file private (0600): give it the usual mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
-def load_npz(path) -> dict:
-    """Load every array of an ``.npz`` file into a dict."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+class _Quiet:
+    """An iterable with tqdm's ``set_postfix`` doing nothing."""
+
+    def __init__(self, iterable):
+        self._iterable = iterable
+
+    def __iter__(self):
+        return iter(self._iterable)
+
+    def set_postfix(self, *args, **kwargs):
+        pass
 
 
-def progress(iterable, **kwargs):
-    """``tqdm(iterable, **kwargs)`` when tqdm is installed, else the iterable itself."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return iterable
-    kwargs.setdefault("dynamic_ncols", True)
-    kwargs.setdefault("leave", False)
-    kwargs.setdefault("disable", None)  # no bar when output is not a terminal (logs stay readable)
-    return tqdm(iterable, **kwargs)
+class _LogLines(_Quiet):
+    """A progress line every `every` seconds (logs and pipes: no bar).
+
+    Lines come after a step when `every` seconds have passed since the last
+    line, and from a watcher thread (at most once a second) while one step
+    takes longer than that: a slow figure or evaluation is never silent.
+    """
+
+    def __init__(self, iterable, desc, total, initial, every, log):
+        super().__init__(iterable)
+        self.desc, self.total, self.initial, self.every = desc, total, initial, every
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.postfix = ""
+
+    def set_postfix(self, ordered_dict=None, **kwargs):
+        items = dict(ordered_dict or {}, **kwargs)
+        self.postfix = ", ".join(f"{k}={v}" for k, v in items.items())
+
+    def __iter__(self):
+        import threading
+        start = time.perf_counter()
+        state = {"done": self.initial, "last": start}
+        lock, stop = threading.Lock(), threading.Event()
+
+        def line(now):
+            with lock:
+                state["last"] = now
+                of = f"/{self.total}" if self.total else ""
+                extra = f" ({self.postfix})" if self.postfix else ""
+                self.log(f"  {self.desc}: {state['done']}{of} after {now - start:.0f} s{extra}")
+
+        def watch():
+            while not stop.wait(max(self.every, 1.0)):
+                now = time.perf_counter()
+                if now - state["last"] >= max(self.every, 1.0):
+                    line(now)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            for item in self._iterable:
+                yield item
+                state["done"] += 1
+                now = time.perf_counter()
+                if now - state["last"] >= self.every:
+                    line(now)
+        finally:
+            stop.set()
 
 
 def check_finite(value, what, step):
@@ -156,3 +219,19 @@ def one_blas_thread():
         return
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def grad_norm(model) -> float:
+    """Euclidean norm of all parameter gradients of `model` (0 for none)."""
+    return math.sqrt(sum(float(np.vdot(p.grad.data, p.grad.data)) for p in model.parameters()
+                         if p.grad is not None))
+
+
+def cosine_lr(step: int, horizon: int, lr: float, lr_final: float) -> float:
+    """Cosine decay from `lr` (step 0) to `lr_final` (step `horizon`), constant after.
+
+    The schedule depends on the step and the fixed `horizon` only, never on how
+    long the run is: an extended run learns at the rates of a fresh longer one.
+    (Loshchilov & Hutter, "SGDR", ICLR 2017, eq. 5 without restarts.)
+    """
+    return lr_final + (lr - lr_final) * 0.5 * (1.0 + math.cos(math.pi * min(step, horizon) / horizon))

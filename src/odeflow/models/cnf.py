@@ -281,7 +281,8 @@ class CNF(Module):
     steer : float in (0, 1), optional
         STEER (Ghosh et al. 2020): while recording gradients, each solve ends
         at a time drawn uniformly in ``[(1 - steer) T, (1 + steer) T]``
-        (:func:`odeflow.regularizers.steer_end_time`); evaluation uses ``T``.
+        (:func:`odeflow.regularizers.steer_end_time`), from the same generator
+        as that solve's probes; evaluation uses ``T``.
 
     Attributes
     ----------
@@ -408,7 +409,7 @@ class CNF(Module):
         y0 = ops.concatenate([z, Tensor(np.zeros((batch, 1 + k), dtype=z.dtype))], axis=1)
         end = self.end_time
         if self.steer is not None and is_grad_enabled():
-            end = steer_end_time(0.0, end, self.steer, self.rng)
+            end = steer_end_time(0.0, end, self.steer, rng)
         t = end * Tensor(fractions)
         params = list(self.dynamics.parameters())
         rtol, atol = self.rtol, self.atol

@@ -21,12 +21,13 @@ from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
+from odeflow.solvers.stiffness import explain
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options, distinct_times
 
-__all__ = ["odeint", "solve", "METHODS"]
+__all__ = ["odeint", "solve", "METHODS", "method_kind"]
 
-METHODS = tuple(TABLEAUX)
+METHODS = tuple(TABLEAUX) + ("radau",)  # radau: implicit, see odeflow.solvers.radau
 DEFAULT_MAX_STEPS = 100_000  # Hairer's NMAX
 
 STATUS = {
@@ -58,9 +59,20 @@ def _run(kind, func, args, shape):
             _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1])))
     n_before = len(runner.overloads)
     start = time.perf_counter()
-    out = runner(*args)
+    try:
+        out = runner(*args)
+    except SystemError as exc:  # Ctrl-C during the nopython loop trips Numba's boxing of the result
+        if _caused_by(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
     seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
     return out, seconds
+
+
+def _caused_by(exc, kind) -> bool:
+    while exc is not None and not isinstance(exc, kind):
+        exc = exc.__cause__ or exc.__context__
+    return exc is not None
 
 
 def _checked(func, shape):
@@ -98,19 +110,27 @@ def first_derivative(func, t0, y0, shape):
     return np.ascontiguousarray(f0).reshape(-1)
 
 
+def method_kind(method):
+    """The options family of a (valid) method: 'adaptive', 'fixed' or 'radau'."""
+    if method == "radau":
+        return "radau"
+    return "adaptive" if TABLEAUX[method].adaptive else "fixed"
+
+
 def prepare(func, y0, t, rtol, atol, method, options):
     """Check every argument (before any evaluation); return ``(tableau, y0, t, rtol, atol, options)``
     with ``y0`` an ndarray copy, ``t`` float64 and the tolerances flat float64 arrays."""
     if not callable(func):
         raise InputTypeError(f"`func` must be callable as func(t, y); got {type(func).__name__}")
-    if not isinstance(method, str) or method not in TABLEAUX:
+    if not isinstance(method, str) or method not in METHODS:
         raise InputError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
-    tab = TABLEAUX[method]
+    tab = TABLEAUX.get(method)  # None for radau (implicit)
     y0 = as_state(y0)
     t = as_times(t)
-    opts = check_options(options, "adaptive" if tab.adaptive else "fixed", method)
+    opts = check_options(options, method_kind(method), method)
     eps = np.finfo(y0.dtype).eps
-    rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype, minimum=100 * eps if tab.adaptive else None)
+    rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype,
+                        minimum=100 * eps if tab is None or tab.adaptive else None)
     atol = as_tolerance(atol, "atol", y0.shape, y0.dtype)
     return tab, y0, t, rtol, atol, opts
 
@@ -136,17 +156,23 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         when the RMS norm of ``err / (atol + rtol*max(|y0|, |y1|))`` is <= 1.
         ``rtol`` below 100 times the machine epsilon of the state dtype is
         raised to it with a :class:`~odeflow.errors.ToleranceWarning`.
-    method : {'dopri5', 'bosh3', 'euler', 'midpoint', 'rk4'}
+    method : {'dopri5', 'bosh3', 'tsit5', 'dop853', 'euler', 'midpoint', 'rk4', 'radau'}
         ``dopri5``: Dormand & Prince (1980) 5(4) with the classic embedded
         estimate (as Hairer's DOPRI5 and scipy's RK45). ``bosh3``: Bogacki &
-        Shampine (1989) 3(2). ``euler``, ``midpoint``, ``rk4``: fixed step.
+        Shampine (1989) 3(2). ``tsit5``: Tsitouras (2011) 5(4). ``dop853``:
+        Hairer's DOP853, order 8 (as scipy's DOP853). ``euler``, ``midpoint``,
+        ``rk4``: fixed step. ``radau``: Radau IIA of order 5, implicit, for
+        stiff problems (:mod:`odeflow.solvers.radau`; state computed in float64).
     options : dict, optional
         Adaptive methods: ``first_step`` (default: HNW §II.4 algorithm),
         ``max_step`` (default inf), ``max_steps`` (accepted + rejected, default
         100000), ``controller`` (``"pi"``, Hairer's DOPRI5, default; or ``"i"``,
         scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
         from one output time to the next; outputs always land on nodes),
-        ``max_steps``.
+        ``max_steps``. ``radau``: ``first_step``, ``max_step``, ``max_steps``
+        and ``jac`` (``jac(t, y) -> df/dy``, shape ``(n, n)`` for the flattened
+        state; default: finite differences). An option of another method
+        raises InputError naming the option and the method.
     dense_output : bool, default True
         Keep every accepted step's interpolation polynomial (memory grows with
         the number of steps) for :meth:`Solution.interpolate`,
@@ -161,7 +187,10 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     Returns
     -------
     Solution
-        ``.t``, ``.y`` (shape ``(m, *y0.shape)``), ``.stats``, ``.status``,
+        ``.t``, ``.y`` (shape ``(m, *y0.shape)``), ``.stats`` (``nfe``, ``n_steps``,
+        ``n_accepted``, ``n_rejected``; ``stiff_at`` for the adaptive explicit
+        methods: where Hairer's stiffness test fired, or None; ``njev``, ``nlu``,
+        ``n_newton_failures`` for radau), ``.status``,
         ``.message``, ``.interpolate(t_new)``.
 
     Raises
@@ -229,7 +258,7 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
                         record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
-    if not tab.adaptive:
+    if tab is not None and not tab.adaptive:
         grid, is_output = fixed_grid(t, opts.get("step_size"), max_steps, method)
     if flat.size == 0:  # nothing to integrate: every row is the empty state
         return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
@@ -243,21 +272,30 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
-    if tab.adaptive:
+    if tab is None:
+        stats, record, hint, out, seconds = _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store)
+        status, ys, rows, t_stop, h, y_stop = out[:6]
+        ys, y_stop = ys.astype(y0.dtype, copy=False), y_stop.astype(y0.dtype, copy=False)
+    elif tab.adaptive:
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
-                max_steps, beta, stretch, store)
+                max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound)
         out, seconds = _run("adaptive", func, args, shape)
-        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
-        stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej}
+        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
+        stiff_at = None if np.isnan(out[13]) else float(out[13])
+        stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
+                 "stiff_at": stiff_at}
+        hint = explain(stiff_at, out[14], y_stop, shape, tab.stiff_bound,
+                       status in (_loop.MAX_STEPS, _loop.UNDERFLOW))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
         out, seconds = _run("fixed", func, args, shape)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
+        hint = ""
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
     if seconds:
         stats["compile_seconds"] = seconds
@@ -267,12 +305,40 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
     name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
     message = "reached the end of the interval" if error is None else failure_message(
-        status, method, t_stop, h, stats, opts)
+        status, method, t_stop, h, stats, opts) + hint
     sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
                    t_span=(t[0], t_stop if error else t[-1]), record=record)
     if error is not None:
         raise error(message, t=t_stop, h=h, solution=sol)
     return sol
+
+
+def _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store):
+    """Run :mod:`odeflow.solvers.radau`; statistics (with scipy's ``njev``, ``nlu``),
+    the step record and the extra sentences of a failure message."""
+    from odeflow.solvers import radau
+    out, seconds, _ = radau.run(func, t, flat, f0, shape, rtol, atol, opts, store)
+    status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
+    njev, nlu, n_fail, newton_last = out[13:]
+    stats = {"nfe": int(nfe), "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
+             "njev": int(njev), "nlu": int(nlu), "n_newton_failures": int(n_fail)}
+    where = f"at t = {float(t_stop)!r}"
+    if status == radau.BAD_JAC:
+        raise ShapeError(f"`options['jac']` must return df/dy of shape ({flat.size}, {flat.size}); {where} "
+                         f"it returned an array of another shape")
+    if status == radau.JAC_NONFINITE:
+        sol = Solution(t[:rows].copy(), ys[:rows].reshape((rows,) + shape), stats, "nonfinite_derivative",
+                       "", method="radau", t_span=(t[0], t_stop))
+        source = "`options['jac']`" if opts.get("jac") is not None else "the finite-difference Jacobian of func"
+        raise NonFiniteDerivativeError(f"radau: {source} returned non-finite values {where}", t=t_stop, h=h,
+                                       solution=sol)
+    hint = ""
+    if status == _loop.UNDERFLOW and newton_last:
+        hint = (" Newton's iteration did not converge even at the smallest step, with a fresh Jacobian: "
+                "check `options['jac']`, or the problem is singular there.")
+    record = ("dense", rec_t, rec_h, rec_y.astype(flat.dtype, copy=False), rec_Q.astype(flat.dtype, copy=False),
+              y_stop.astype(flat.dtype, copy=False)) if store else None
+    return stats, record, hint, out, seconds
 
 
 def fixed_grid(t, step_size, max_steps, method):

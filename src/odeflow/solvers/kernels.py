@@ -13,7 +13,8 @@ import numpy as np
 
 from odeflow.solvers.jit import kernel
 
-__all__ = ["combine", "error_ratio", "scaled_rms", "dense_eval", "dense_coefficients", "all_finite"]
+__all__ = ["combine", "error_ratio", "error_ratio_dop853", "error_shares", "stiffness_estimate",
+           "scaled_rms", "dense_eval", "dense_coefficients", "all_finite"]
 
 
 @kernel(inline=True)
@@ -57,6 +58,92 @@ def error_ratio(y0, y1, h, K, b_err, rtol, atol):
         if not (math.isfinite(y1[i]) and math.isfinite(e)):
             return np.nan
     return math.sqrt(acc / max(n, 1))
+
+
+@kernel(inline=True)
+def error_ratio_dop853(y0, y1, h, K, e5, e3, rtol, atol):
+    """DOP853's error ratio: the 5th- and 3rd-order estimates combined (Hairer's
+    ``dop853.f``, HNW I §II.10; scipy's ``DOP853._estimate_error_norm``).
+
+    With ``r5_i = sum_j e5[j] K[j, i] / sc_i`` and ``r3_i`` likewise (``sc`` as in
+    :func:`error_ratio`, the estimates not yet multiplied by ``h``)::
+
+        ratio = |h| * sum(r5**2) / sqrt(n * (sum(r5**2) + 0.01 * sum(r3**2)))
+
+    which behaves like ``h**8`` for small ``h`` (the 3rd-order term guards
+    against a 5th-order estimate that vanishes by accident). 0 when both sums
+    are 0; NaN when the new state or an estimate is not finite.
+    """
+    n = y0.shape[0]
+    s = K.shape[0]
+    acc5 = 0.0
+    acc3 = 0.0
+    for i in range(n):
+        a = 0.0
+        b = 0.0
+        for j in range(s):
+            if e5[j] != 0.0:
+                a += e5[j] * K[j, i]
+            if e3[j] != 0.0:
+                b += e3[j] * K[j, i]
+        if not (math.isfinite(y1[i]) and math.isfinite(a) and math.isfinite(b)):
+            return np.nan
+        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        r5 = 0.0 if a == 0.0 else a / sc
+        r3 = 0.0 if b == 0.0 else b / sc
+        acc5 += r5 * r5
+        acc3 += r3 * r3
+    if acc5 == 0.0 and acc3 == 0.0:
+        return 0.0
+    return abs(h) * acc5 / math.sqrt(max(n, 1) * (acc5 + 0.01 * acc3))
+
+
+@kernel(inline=True)
+def error_shares(y0, y1, h, K, b_err, rtol, atol, out):
+    """``out[i]`` = component ``i``'s share of the squared error norm of a step,
+    ``(err_i / sc_i)**2 / sum_k (err_k / sc_k)**2`` (as in :func:`error_ratio`;
+    for DOP853 ``b_err`` is its 5th-order estimate). Used to name, when a solve
+    fails, the components that forced its steps down. All zero when the error is
+    0 or not finite."""
+    n = y0.shape[0]
+    s = K.shape[0]
+    total = 0.0
+    for i in range(n):
+        e = 0.0
+        for j in range(s):
+            if b_err[j] != 0.0:
+                e += b_err[j] * K[j, i]
+        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        r = 0.0 if e == 0.0 else h * e / sc
+        out[i] = r * r
+        total += r * r
+    if not (total > 0.0 and math.isfinite(total)):
+        out[:] = 0.0
+        return
+    for i in range(n):
+        out[i] /= total
+
+
+@kernel(inline=True)
+def stiffness_estimate(h, k_last, k_prev, y_last, y_prev):
+    """Hairer's estimate of ``|h lambda|`` from the last two stages of a step
+    (Hairer & Wanner, *Solving ODEs II*, §IV.2, "stiffness detection"; ``dopri5.f``, ``dop853.f``).
+
+    Both stages sit at ``t + h``, so ``(k_last - k_prev) / (y_last - y_prev)``
+    approximates the dominant eigenvalue of the Jacobian met by the step:
+    ``|h| * ||k_last - k_prev|| / ||y_last - y_prev||`` (Euclidean norms); 0
+    when the two stage states coincide.
+    """
+    num = 0.0
+    den = 0.0
+    for i in range(y_last.shape[0]):
+        d = k_last[i] - k_prev[i]
+        num += d * d
+        e = y_last[i] - y_prev[i]
+        den += e * e
+    if den > 0.0:
+        return abs(h) * math.sqrt(num / den)
+    return 0.0
 
 
 @kernel(inline=True)

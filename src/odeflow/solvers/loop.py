@@ -27,11 +27,13 @@ import math
 import numpy as np
 
 from odeflow.solvers.jit import kernel
+from odeflow.solvers.stiffness import stiffness_step
 from odeflow.solvers.controller import (
     PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
     reject_factor)
 from odeflow.solvers.kernels import (
-    all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
+    all_finite, combine, dense_coefficients, dense_eval, error_ratio, error_ratio_dop853,
+    error_shares, scaled_rms, stiffness_estimate)
 
 __all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "BAD_SIZE", "make_evaluator",
            "make_adaptive_loop", "make_fixed_loop"]
@@ -101,7 +103,8 @@ def make_adaptive_loop(evaluate):
     """
 
     def adaptive_loop(t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
-                      first_step, max_step, max_steps, beta, stretch, store):
+                      first_step, max_step, max_steps, beta, stretch, store,
+                      b_err3, n_extra, stiff_bound):
         """Integrate with an embedded FSAL pair and dense output at ``t_out``.
 
         Parameters
@@ -118,16 +121,24 @@ def make_adaptive_loop(evaluate):
         max_step : float (``inf`` for no bound); max_steps : int (accepted + rejected).
         beta, stretch : controller constants (see :mod:`odeflow.solvers.controller`).
         store : bool, keep the step record for dense output.
+        b_err3 : ndarray, DOP853's 3rd-order estimate (empty for the other methods).
+        n_extra : int, trailing stages of ``c, A, P`` evaluated only for steps that
+            interpolate (DOP853: 3; the stages per attempt are ``s = len(c) - n_extra``).
+        stiff_bound : float, Hairer's stiffness test runs when > 0 (see
+            :func:`odeflow.solvers.stiffness.stiffness_step`).
 
         Returns
         -------
         tuple ``(status, ys, rows_done, t, h, y, nfe, n_accepted, n_rejected,
-        rec_t, rec_h, rec_y, rec_Q)`` where ``t``, ``y`` are the time and state
-        reached and ``h`` the last step tried.
+        rec_t, rec_h, rec_y, rec_Q, stiff_at, blame)`` where ``t``, ``y`` are the
+        time and state reached and ``h`` the last step tried; ``stiff_at`` is
+        where the stiffness test first fired (NaN if never) and ``blame`` (shape
+        (n,)) each component's share of the squared error norm of the last
+        rejected steps (halved at every further rejection; zeros if none).
         """
         n = y0.shape[0]
         m = t_out.shape[0]
-        s = c.shape[0]
+        s = c.shape[0] - n_extra
         t0 = t_out[0]
         t_end = t_out[m - 1]
         direction = 1.0 if t_end > t0 else -1.0
@@ -136,9 +147,14 @@ def make_adaptive_loop(evaluate):
 
         ys = np.empty((m, n), y0.dtype)
         ys[0] = y0
-        K = np.empty((s, n), y0.dtype)
+        K = np.empty((s + n_extra, n), y0.dtype)
         y = y0.copy()
         y1 = np.empty_like(y0)
+        y_prev = np.empty_like(y0)   # state of stage s-2 (stiffness test), extra stages' states
+        shares = np.zeros(n)
+        blame = np.zeros(n)
+        stiff = np.zeros(3)          # stiffness test: positives, negatives in a row, run start
+        stiff_at = np.nan
         cap = 64 if store else 1
         rec_t = np.empty(cap)
         rec_h = np.empty(cap)
@@ -188,13 +204,30 @@ def make_adaptive_loop(evaluate):
                     # for an FSAL pair the last stage state is the new solution y1
                     combine(y, h, K, A[i], i, y1)
                     ok = evaluate(t + c[i] * h, y1, shape, K[i]) and ok
+                    if i == s - 2 and stiff_bound > 0.0:
+                        y_prev[:] = y1
                 nfe += s - 1
                 if not ok:
                     status = BAD_SIZE
                     break
-                err = error_ratio(y, y1, h, K, b_err, rtol, atol)
+                if b_err3.shape[0] > 0:
+                    err = error_ratio_dop853(y, y1, h, K, b_err, b_err3, rtol, atol)
+                else:
+                    err = error_ratio(y, y1, h, K, b_err, rtol, atol)
 
                 if err <= 1.0:
+                    if stiff_bound > 0.0 and math.isnan(stiff_at):
+                        hl = stiffness_estimate(h, K[s - 1], K[s - 2], y1, y_prev)
+                        if stiffness_step(stiff, hl, stiff_bound, t):
+                            stiff_at = stiff[2]
+                    if n_extra > 0 and (store or (j < m and direction * (t_out[j] - t_new) < 0.0)):
+                        for i in range(s, s + n_extra):  # the dense output's own stages
+                            combine(y, h, K, A[i], i, y_prev)
+                            ok = evaluate(t + c[i] * h, y_prev, shape, K[i]) and ok
+                        nfe += n_extra
+                        if not ok:
+                            status = BAD_SIZE
+                            break
                     factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
                     err_prev = max(err, PI_ERR_PREV0)
                     # outputs inside (t, t_new] from the continuous extension
@@ -222,6 +255,10 @@ def make_adaptive_loop(evaluate):
                     h_abs *= factor
                     break
                 n_rej += 1
+                if math.isfinite(err):
+                    error_shares(y, y1, h, K, b_err, rtol, atol, shares)
+                    for i in range(n):
+                        blame[i] = 0.5 * blame[i] + shares[i]
                 nonfinite_last = not math.isfinite(err)
                 rejected_last = True
                 h_abs *= reject_factor(err, exponent)
@@ -229,9 +266,10 @@ def make_adaptive_loop(evaluate):
                 break
         n_rec = n_acc if store else 0
         return (status, ys, j, t, h, y, nfe, n_acc, n_rej,
-                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec])
+                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec], stiff_at, blame)
 
     return adaptive_loop
+
 
 
 def make_fixed_loop(evaluate):

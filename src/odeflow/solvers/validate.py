@@ -20,6 +20,7 @@ __all__ = ["as_state", "as_times", "distinct_times", "as_tolerance", "check_opti
 OPTION_KEYS = {
     "adaptive": ("first_step", "max_step", "max_steps", "controller"),
     "fixed": ("step_size", "max_steps"),
+    "radau": ("first_step", "max_step", "max_steps", "jac"),
 }
 
 
@@ -187,6 +188,9 @@ def check_options(options, kind, method, name="options"):
         v = out["max_steps"]
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
             raise InputError(f"`{name}['max_steps']` must be a positive integer; got {v!r}")
+    if out.get("jac") is not None and not callable(out["jac"]):
+        raise InputTypeError(f"`{name}['jac']` must be callable as jac(t, y) -> df/dy of shape (n, n); "
+                             f"got {type(out['jac']).__name__}")
     if out.get("controller") is not None and out["controller"] not in ("pi", "i"):
         raise InputError(f"`{name}['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
     return out

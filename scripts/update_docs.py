@@ -1,0 +1,405 @@
+"""Regenerate the measured-number tables of docs/ from the JSON the demo, training and benchmarks write.
+
+Every measured table in the docs sits between two markers::
+
+    <!-- generated: NAME -->
+    ...
+    <!-- end generated -->
+
+and is written by the renderer NAME below from one source in ``docs/results/``
+(the JSON files are committed, so the docs are reproducible from the
+repository). Nothing between the markers is edited by hand.
+
+Usage::
+
+    odeflow demo --out odeflow-out
+    python scripts/update_docs.py --demo odeflow-out/summary.json     # store it, rewrite the tables
+
+    python scripts/bench_solvers.py > solvers.jsonl
+    python scripts/update_docs.py --bench-solvers solvers.jsonl --files docs/solvers.md
+
+    python scripts/bench_gradients.py > g1.jsonl   # one or more runs: the table gives their range
+    python scripts/update_docs.py --bench-gradients g1.jsonl g2.jsonl g3.jsonl --files docs/adjoint.md
+
+    odeflow train cnf --out odeflow-out/cnf        # and latent-ode, one results.json per seed
+    python scripts/update_docs.py --train-cnf odeflow-out/cnf/results.json \\
+        --train-latent-ode seed0/results.json seed1/results.json
+
+    python scripts/study_regularisation.py cnf --seeds 0 1 --out r.jsonl   # and odenet, same file
+    python scripts/update_docs.py --study-regularisation r.jsonl --files docs/regularisation.md
+
+    python scripts/update_docs.py                  # rewrite every table from docs/results/
+    python scripts/update_docs.py --check          # exit 1 if a table differs from its source
+
+A table whose source file is missing is left as it is and reported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "results"
+# a block may be indented (a table inside a list item): its lines keep the markers' indentation
+BLOCK = re.compile(r"^(?P<indent>[ \t]*)(?P<open><!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)"
+                   r"^(?P=indent)(?P<close><!-- end generated -->)", re.S | re.M)
+NAMES = {"odenet": "ODE-Net", "rknet": "RK-Net", "resnet": "ResNet"}
+
+# source name -> file in docs/results (a list of files for multi-run sources)
+SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
+           "bench-gradients": "bench_gradients-*.jsonl", "train-cnf": "train_cnf.json",
+           "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl"}
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+def _json_lines(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip().startswith("{")]
+
+
+def load_source(name):
+    """The data of source `name` from docs/results, or None if it is missing."""
+    pattern = SOURCES[name]
+    files = sorted(RESULTS.glob(pattern))
+    if not files:
+        return None
+    if name.startswith(("bench-", "study-")):
+        runs = [_json_lines(f) for f in files]
+        return runs if "*" in pattern else runs[0]
+    data = [json.loads(f.read_text()) for f in files]
+    return data if "*" in pattern else data[0]
+
+
+def store(name, paths):
+    """Copy the given result files into docs/results under the source's name."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pattern = SOURCES[name]
+    if "*" in pattern:
+        for old in RESULTS.glob(pattern):
+            old.unlink()
+        for i, path in enumerate(paths, start=1):
+            shutil.copyfile(path, RESULTS / pattern.replace("*", str(i)))
+    else:
+        if len(paths) != 1:
+            raise SystemExit(f"--{name} takes one file")
+        shutil.copyfile(paths[0], RESULTS / pattern)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def _table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _run_line(demo):
+    run = demo.get("run", {})
+    load = run.get("load_average_1_5_15_min")
+    end = run.get("load_average_at_end")
+    parts = [f"`odeflow demo` of {run.get('date_utc', '?')} UTC (odeflow {run.get('odeflow', '?')}, "
+             f"Python {run.get('python', '?')}, {run.get('cpus', '?')} CPUs"]
+    if load:
+        parts.append(f", load average {load[0]:.1f} at the start")
+    if end:
+        parts.append(f" and {end[0]:.1f} at the end")
+    return "".join(parts) + f"; {demo.get('total_seconds', 0):.0f} s in all)"
+
+
+def render_odenet_demo(demo):
+    d = demo["odenet"]
+    rows = []
+    labels = {"odenet": "ODE-Net (adjoint)", "rknet": "RK-Net (backprop through dopri5)",
+              "resnet": "ResNet (6 blocks)"}
+    for r in d["rows"]:
+        rows.append([labels[r["kind"]], f"{100 * r['test_error']:.2f} %", f"{r['params']:,}",
+                     f"{r['memory_mb']:.1f} MB",
+                     f"{r['nfe_forward']:.0f}" if r["kind"] != "resnet" else "-",
+                     f"{r['nfe_backward']:.0f}" if r["kind"] == "odenet" else "-",
+                     f"{r['seconds_per_epoch']:.1f}"])
+    text = _table(["model", "test error", "parameters", "memory of one gradient step", "NFE forward",
+                   "NFE backward", "s / epoch"], rows)
+    by = {r["kind"]: r for r in d["rows"]}
+    notes = [f"\nMeasured by {_run_line(demo)}: the ODE-Net part took {d['seconds']:.0f} s wall"]
+    if "odenet" in by and "rknet" in by:
+        ode, rk = by["odenet"], by["rknet"]
+        notes.append(f"; RK-Net used {rk['memory_mb'] / ode['memory_mb']:.1f} times the ODE-Net's memory "
+                     f"per step; the ODE-Net's backward solve took {ode['nfe_backward'] / ode['nfe_forward']:.2f} "
+                     f"of its forward NFE (last epoch); test errors are "
+                     + ", ".join(f"{round(by[k]['test_error'] * _n_test(d)):d} ({NAMES[k]})" for k in by)
+                     + f" of {_n_test(d)} images")
+    return text + "".join(notes) + ".\n"
+
+
+def _n_test(d):
+    return 80 if d.get("quick") else 359
+
+
+def render_cnf_demo(demo):
+    d = demo["cnf"]
+    ml, tr = d["ml"], d["traces"]
+    rows = [["maximum likelihood", f"{ml['iters']} iterations of {ml['batch']}, {ml['trace']} trace, "
+             f"concatsquash {'-'.join(map(str, ml['sizes']))}"],
+            ["test NLL", f"{ml['test_nll']:.4f} +- {ml['test_nll_se']:.4f} nats"]]
+    if "kl_paired" in ml:
+        rows.append(["KL(p &#124;&#124; q), paired on the test points",
+                     f"{ml['kl_paired']:.4f} +- {ml['kl_paired_se']:.4f} nats"])
+    rows.append(["learned T", f"{ml['end_time']:.3f}"])
+    rows.append(["NFE forward / backward at the end", f"{ml['nfe_forward_last']:.0f} / {ml['nfe_backward_last']:.0f}"])
+    for name, t in tr.items():
+        rows.append([f"one step, {name} trace", f"NFE {t['nfe_forward']} / {t['nfe_backward']}, "
+                     f"{t['vjp_per_eval']:.0f} VJP per evaluation, {1e3 * t['seconds']:.0f} ms"])
+    for r in d["matching"]:
+        label = f"NF K={r['k']}" if r["kind"] == "nf" else f"CNF M={r['k']}"
+        rows.append([f"KL(q &#124;&#124; p) on {r['target']}, {label} ({r['iters']} iterations)",
+                     f"{r['kl']:.3f} +- {r['kl_se']:.3f} nats"])
+    sections = ", ".join(f"{k.replace('_', ' ')} {v['wall_s']:.0f} s" for k, v in d["sections"].items())
+    return (_table(["quantity", "value"], rows)
+            + f"\nMeasured by {_run_line(demo)}: the CNF part took {d['seconds']:.0f} s wall "
+              f"({sections}) for {d['cpu_seconds']:.0f} s of CPU.\n")
+
+
+def render_latent_ode_demo(demo):
+    d = demo["latent_ode"]
+    s, h = d["spirals"], d["hare_lynx"]
+    rows = [[f"spirals, {s['n_obs']} observations, {s['iterations']} iterations",
+             f"{s['test_rmse']:.4f}", f"{s['extrapolation_rmse_50']:.3f} ({s['extrapolation_n_spirals']} spirals)",
+             f"{s['train_seconds']:.0f}"]]
+    rmse = h["extrapolation_rmse"]
+    rows.append([f"hare-lynx {h['test_years'][0]:.0f}-{h['test_years'][1]:.0f} (thousands of pelts)",
+                 "-", ", ".join(f"{k} {v:.2f}" for k, v in rmse.items()), f"{h['train_seconds']:.0f}"])
+    return (_table(["run", "predictive RMSE", "extrapolation RMSE", "training s"], rows)
+            + f"\nMeasured by {_run_line(demo)}.\n")
+
+
+def render_cnf_ml(train):
+    ml = train["ml"]
+    rows = [["test NLL", f"{ml['test_nll']:.4f} +- {ml['test_nll_se']:.4f} nats"]]
+    if "entropy" in ml:
+        rows += [["entropy `H(p)` (Monte Carlo, 200,000 samples, exact `log p`)", f"{ml['entropy']:.4f} nats"],
+                 ["NLL - H", f"{ml['nll_minus_entropy']:.4f} nats"],
+                 ["paired on the test points: `mean(log p(x) - log q(x))`, an estimate of KL from p to q",
+                  f"**{ml['kl_paired']:.4f} +- {ml['kl_paired_se']:.4f} nats** (target <= 0.1)"]]
+    rows += [["learned `T`", f"{ml['end_time']:.3f}"],
+             ["NFE forward / backward per iteration at the end",
+              f"{ml['nfe_forward_last']:.0f} / {ml['nfe_backward_last']:.0f}"],
+             ["training time", f"{ml['seconds']:.0f} s of steps, {1e3 * ml['seconds_per_iter']:.0f} ms per "
+              f"iteration (median)"]]
+    return _table(["quantity", "value"], rows)
+
+
+def render_cnf_matching(train):
+    results = train["matching"]
+    targets = list(dict.fromkeys(r["target"] for r in results))
+    ks = sorted({r["k"] for r in results})
+    rows = []
+    for kind in ("nf", "cnf"):
+        for k in ks:
+            cells = []
+            for t in targets:
+                r = next((r for r in results if r["target"] == t and r["kind"] == kind and r["k"] == k), None)
+                cells.append(f"{r['kl']:.3f} +- {r['kl_se']:.3f}" if r else "")
+            rows.append([f"NF K={k}" if kind == "nf" else f"CNF M={k}"] + cells)
+    head = [""] + [t if t == "U1" else f"{t} (enveloped)" for t in targets]
+    return _table(head, rows)
+
+
+def render_latent_table2(runs):
+    rows = []
+    first = runs[0]
+    paper = {int(k): v for k, v in first["paper_table2_latent_ode"].items()}
+    for n_obs in sorted({r["n_obs"] for r in first["table2"]}):
+        ode = next((r for r in first["table2"] if r["n_obs"] == n_obs and r["model"] == "latent_ode"), None)
+        rnn = next((r for r in first["table2"] if r["n_obs"] == n_obs and r["model"] == "rnn"), None)
+
+        def show(r, key, fmt):
+            return format(r[key], fmt) if r else "-"
+        rows.append([n_obs, show(ode, "test_rmse", ".4f"), show(rnn, "test_rmse", ".4f"),
+                     f"{paper[n_obs]:.4f}" if n_obs in paper else "-",
+                     f"{show(ode, 'extrapolation_rmse_50', '.3f')} / {show(rnn, 'extrapolation_rmse_50', '.3f')}",
+                     f"{show(ode, 'train_seconds', '.0f')} / {show(rnn, 'train_seconds', '.0f')}"])
+    return _table(["observations per spiral", "latent ODE", "RNN baseline", "paper, latent ODE",
+                   "extrapolation, 50 points (ODE / RNN)", "training s (ODE / RNN)"], rows)
+
+
+def render_latent_hare_lynx(runs):
+    runs = [r for r in runs if "hare_lynx" in r]
+    h = runs[0]["hare_lynx"]
+    species = list(h["extrapolation_rmse"])
+    years = h["test_years"]
+    rows = [[f"latent ODE (first run)"] + [f"{h['extrapolation_rmse'][s]:.2f}" for s in species]]
+    if len(runs) > 1:
+        rows.append([f"latent ODE, {len(runs)} runs: median (worst)"]
+                    + [f"{statistics.median(r['hare_lynx']['extrapolation_rmse'][s] for r in runs):.1f} "
+                       f"({max(r['hare_lynx']['extrapolation_rmse'][s] for r in runs):.1f})" for s in species])
+    rows.append(["last observed value"] + [f"{h['naive_last_value_rmse'][s]:.2f}" for s in species])
+    rows.append(["value ten years earlier"] + [f"{h['naive_one_cycle_ago_rmse'][s]:.2f}" for s in species])
+    rows.append(["(fit years, first run)"] + [f"{h['fit_rmse'][s]:.2f}" for s in species])
+    return _table([f"{years[0]:.0f}–{years[1]:.0f}, RMSE in thousands of pelts"] + species, rows)
+
+
+def render_solvers_speed(rows):
+    """docs/solvers.md §7 from one run of scripts/bench_solvers.py (JSON lines)."""
+    rows = [r for r in rows if "problem" in r]
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["problem"], r["rtol"]), {})[r["solver"]] = r
+    out = []
+    for (problem, rtol), s in cells.items():
+        pi, i = s.get("odeflow dopri5 (njit func)"), s.get("odeflow dopri5 (njit func, controller i)")
+        py, rk = s.get("odeflow dopri5 (Python func)"), s.get("scipy RK45")
+        dx = next((v for k, v in s.items() if k.startswith("diffrax")), None)
+        tq = next((v for k, v in s.items() if k.startswith("torchdiffeq")), None)
+
+        def ms(r, digits=3, nfe=True):
+            if r is None:
+                return "-"
+            return f"{1e3 * r['median_s']:.{digits}f}" + (f" ({r['nfe']})" if nfe else "")
+
+        def ratio(a, b):
+            return f"{b['median_s'] / a['median_s']:.{0 if b['median_s'] / a['median_s'] >= 10 else 2}f}x" \
+                if a and b else "-"
+        out.append([problem, f"{rtol:.0e}", ms(pi), ms(i), ms(py, 2, False), ms(rk, 2), ms(dx),
+                    ms(tq, 0, False), ratio(pi, rk), ratio(i, rk), ratio(pi, dx), ratio(py, rk)])
+    return _table(["problem", "rtol", "odeflow njit, pi: ms (nfe)", "odeflow njit, i: ms (nfe)",
+                   "odeflow Python func: ms", "scipy RK45: ms (nfe)", "diffrax Dopri5 jit: ms (nfe)",
+                   "torchdiffeq: ms", "njit pi vs RK45", "njit i vs RK45", "njit pi vs diffrax",
+                   "Python vs RK45"], out)
+
+
+def render_gradients_speed(runs):
+    """docs/adjoint.md's speed table from one or more runs of scripts/bench_gradients.py
+    (ranges over the runs' medians)."""
+    labels = {"backprop": "backprop through the solver", "backsolve": "adjoint (backsolve)",
+              "checkpoint": "adjoint (checkpoint)"}
+
+    def span(values, scale=1e3, unit=" ms"):
+        lo, hi = min(values) * scale, max(values) * scale
+        return f"{lo:.1f}{unit}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}{unit}"
+
+    out = []
+    modes = list(dict.fromkeys(r["mode"] for run in runs for r in run if r.get("library") == "odeflow"))
+    for mode in modes:
+        ours = [r for run in runs for r in run if r.get("library") == "odeflow" and r["mode"] == mode]
+        peer = [r for run in runs for r in run if r.get("library") == "torchdiffeq" and r["mode"] == mode]
+        row = [labels.get(mode, mode), span([r["forward_s"] for r in ours]),
+               span([r["forward_gradient_s"] for r in ours])]
+        if peer:
+            row += [span([r["forward_s"] for r in peer]), span([r["forward_gradient_s"] for r in peer]),
+                    "**" + span([r["torchdiffeq_over_odeflow_forward_gradient"] for r in ours], 1, "x") + "**"]
+        else:
+            row += ["—", "—", "—"]
+        out.append(row)
+    return _table(["mode", "odeflow forward", "odeflow forward + gradient", "torchdiffeq forward",
+                   "torchdiffeq forward + gradient", "ratio (forward + gradient)"], out)
+
+
+def render_regularisation(rows):
+    """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
+    arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
+    (test NLL or test errors) and the training wall time."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        runs = [r for r in rows if r["model"] == model]
+        arms = {}
+        for r in runs:
+            key = (r["kinetic"], r["jacobian"], r.get("steer") or 0.0)
+            arms.setdefault(key, []).append(r)
+        plain = arms.get((0.0, 0.0, 0.0), [])
+        plain_nfe = statistics.mean(r["nfe_forward_end"] for r in plain) if plain else None
+        for (kin, jac, steer), group in arms.items():
+            group = sorted(group, key=lambda r: r["seed"])
+            nfe = statistics.mean(r["nfe_forward_end"] for r in group)
+            if model == "cnf":
+                quality = (", ".join(f"{r['test_nll']:.3f}" for r in group)
+                           + f" nats (mean {statistics.mean(r['test_nll'] for r in group):.3f})")
+            else:
+                errors = statistics.mean(1 - r["test_acc"] for r in group)
+                quality = (", ".join(str(r["test_errors"]) for r in group)
+                           + f" of 359 (mean {100 * errors:.2f} %)")
+            label = "plain" if not (kin or jac or steer) else (
+                f"kinetic {kin:g}, Jacobian {jac:g}" + (f", STEER {steer:g}" if steer else ""))
+            out.append([{"cnf": "CNF 8gaussians", "odenet": "ODE-Net digits"}.get(model, model), label,
+                        ", ".join(str(r["seed"]) for r in group), f"{nfe:.1f}",
+                        f"{plain_nfe / nfe:.2f}x" if plain_nfe else "-", quality,
+                        f"{statistics.mean(r['train_seconds'] for r in group):.0f}",
+                        f"{min(r['load'] for r in group):.1f}-{max(r['load'] for r in group):.1f}"])
+    return _table(["model", "penalties", "seeds", "forward NFE at the end (mean)", "plain / this",
+                   "test NLL per seed" if all(r["model"] == "cnf" for r in rows) else "test NLL or errors per seed",
+                   "training s (mean)", "load average"], out)
+
+
+# table name -> (source, renderer)
+TABLES = {
+    "odenet-demo": ("demo", render_odenet_demo),
+    "cnf-demo": ("demo", render_cnf_demo),
+    "latent-ode-demo": ("demo", render_latent_ode_demo),
+    "cnf-ml": ("train-cnf", render_cnf_ml),
+    "cnf-matching": ("train-cnf", render_cnf_matching),
+    "latent-ode-table2": ("train-latent-ode", render_latent_table2),
+    "latent-ode-hare-lynx": ("train-latent-ode", render_latent_hare_lynx),
+    "solvers-speed": ("bench-solvers", render_solvers_speed),
+    "gradients-speed": ("bench-gradients", render_gradients_speed),
+    "study-regularisation": ("study-regularisation", render_regularisation),
+}
+
+
+# -- rewriting ----------------------------------------------------------------------------------
+
+def rewrite(text, sources, report):
+    """`text` with every generated block re-rendered; `report` gets one line per block."""
+    def replace(match):
+        name = match.group("name")
+        if name not in TABLES:
+            report.append(f"  {name}: unknown table (kept)")
+            return match.group(0)
+        source, render = TABLES[name]
+        data = sources.get(source)
+        if data is None:
+            report.append(f"  {name}: no docs/results/{SOURCES[source]} (kept as it is)")
+            return match.group(0)
+        indent = match.group("indent")
+        body = "".join(indent + line if line.strip() else line
+                       for line in render(data).splitlines(keepends=True))
+        report.append(f"  {name}: {'unchanged' if body == match.group('body') else 'updated'}")
+        return indent + match.group("open") + body + indent + match.group("close")
+    return BLOCK.sub(replace, text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name in SOURCES:
+        parser.add_argument(f"--{name}", nargs="+", metavar="FILE",
+                            help=f"store FILE(s) as docs/results/{SOURCES[name]} first")
+    parser.add_argument("--files", nargs="+", type=Path, help="only these markdown files (default: docs/*.md)")
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is out of date")
+    args = parser.parse_args(argv)
+    for name in SOURCES:
+        paths = getattr(args, name.replace("-", "_"))
+        if paths and not args.check:
+            store(name, paths)
+    sources = {name: load_source(name) for name in SOURCES}
+    stale = False
+    for path in args.files or sorted(DOCS.glob("*.md")):
+        text = Path(path).read_text()
+        report = []
+        new = rewrite(text, sources, report)
+        if not report:
+            continue
+        print(f"{path}:")
+        print("\n".join(report))
+        if new != text:
+            stale = True
+            if not args.check:
+                Path(path).write_text(new)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,19 +15,23 @@ from odeflow.adjoint.adjoint import ADJOINT_MODES, odeint_adjoint
 from odeflow.adjoint.discretize import odeint_backprop
 from odeflow.autodiff.tensor import Tensor
 from odeflow.solvers.integrate import odeint as _odeint_arrays
+from odeflow.solvers.integrate import refuse_events
 
 __all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "ADJOINT_MODES"]
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, events=None):
     """Solve ``dy/dt = func(t, y)``; differentiable when ``y0`` or ``t`` is a Tensor.
 
     With arrays: :func:`odeflow.solvers.integrate.odeint` (returns an ndarray).
     With a Tensor ``y0`` or ``t``: :func:`~odeflow.adjoint.discretize.odeint_backprop`
     (returns a Tensor; gradients reach ``y0``, ``t`` and the parameters ``func``
     uses, exactly those of the computed solution; memory grows with the steps).
-    Arguments, defaults and errors as :func:`odeflow.solve`.
+    Arguments, defaults and errors as :func:`odeflow.solve`; ``events`` is
+    refused with an InputError pointing to :func:`odeflow.solve` and
+    :func:`odeflow.odeint_event` (odeint cannot report events).
     """
+    refuse_events(events)
     if isinstance(y0, Tensor) or isinstance(t, Tensor):
         return odeint_backprop(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
     return _odeint_arrays(func, y0, t, rtol=rtol, atol=atol, method=method, options=options)

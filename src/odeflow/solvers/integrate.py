@@ -16,6 +16,7 @@ import numpy as np
 from odeflow.errors import (
     InputError, InputTypeError, MaxStepsExceededError, NonFiniteDerivativeError, ShapeError,
     StepSizeUnderflowError)
+from odeflow.solvers import events as _events
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
@@ -34,6 +35,7 @@ STATUS = {
     _loop.UNDERFLOW: ("step_size_underflow", StepSizeUnderflowError),
     _loop.MAX_STEPS: ("max_steps_exceeded", MaxStepsExceededError),
     _loop.NONFINITE: ("nonfinite_derivative", NonFiniteDerivativeError),
+    _loop.EVENT: ("event", None),
 }
 
 # per jitted func: the loops compiled with func closed over, built on first use
@@ -41,21 +43,28 @@ _compiled = weakref.WeakKeyDictionary()
 _FACTORIES = {"adaptive": _loop.make_adaptive_loop, "fixed": _loop.make_fixed_loop}
 
 
-def _run(kind, func, args, shape):
-    """Run the ``kind`` loop as Python, or compiled whole when ``func`` is jitted.
+def _run(kind, func, args, shape, events=()):
+    """Run the ``kind`` loop as Python, or compiled whole when ``func`` and every
+    event function are jitted.
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
-    if not is_jitted(func):
-        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False))(*args), 0.0
+    if not (is_jitted(func) and _events.is_compiled(events)):
+        step = (_events.make_event_step(_events.make_event_function(events, jitted=False), jitted=False)
+                if events else _events.no_event_step)
+        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False), step)(*args), 0.0
     loops = _compiled.get(func)
     if loops is None:
         loops = _compiled[func] = {}
-    key = (kind, len(shape) == 1)
+    key = (kind, len(shape) == 1, tuple(events))
     runner = loops.get(key)
     if runner is None:
+        step = _events.no_event_step
+        if events:
+            step = numba.njit(**OPTIONS)(_events.make_event_step(
+                _events.make_event_function(events, jitted=True, flat=key[1]), jitted=True))
         runner = loops[key] = numba.njit(**OPTIONS)(
-            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1])))
+            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1]), step))
     n_before = len(runner.overloads)
     start = time.perf_counter()
     out = runner(*args)
@@ -115,7 +124,8 @@ def prepare(func, y0, t, rtol, atol, method, options):
     return tab, y0, t, rtol, atol, opts
 
 
-def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True):
+def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True,
+          events=None):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
 
     Parameters
@@ -150,6 +160,16 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         the number of steps) for :meth:`Solution.interpolate`,
         :attr:`Solution.t_steps` and :attr:`Solution.y_steps`. With False the
         memory stays independent of the number of steps and those raise.
+    events : callable or list of callables ``g(t, y) -> float``, optional
+        Event functions (scipy's ``solve_ivp`` meaning and attributes
+        ``terminal``, ``direction``): zeros of ``g`` along the solution are
+        located on each accepted step's interpolant, with no extra evaluation
+        of ``func`` (see :mod:`odeflow.solvers.events`). Found in
+        :attr:`Solution.t_events` and :attr:`Solution.y_events`. A terminal
+        event ends the solve there: ``status == "event"``, and only the output
+        times up to the event are returned. With an ``@njit`` ``func`` and
+        ``@njit`` event functions the events are located inside the compiled
+        loop.
 
     Returns
     -------
@@ -161,7 +181,8 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     ------
     InputTypeError, InputError, ShapeError
         Bad arguments (before any evaluation of ``func``), or ``func`` returning
-        the wrong shape at the first evaluation.
+        the wrong shape at the first evaluation; an event function that raises
+        or returns a non-scalar or non-finite value (named by index and name).
     StepSizeUnderflowError, MaxStepsExceededError, NonFiniteDerivativeError
         The solve started but could not finish; the exception carries ``t``,
         ``h`` and the partial ``solution``.
@@ -173,26 +194,42 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     .. [2] E. Hairer, S. P. Nørsett, G. Wanner, "Solving Ordinary Differential
            Equations I", 2nd ed., Springer 1993, §II.4-II.6 and §IV.2.
     """
-    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output))
+    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output), events=events)
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, events=None):
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t``.
 
     Same arguments and errors as :func:`solve`; returns only the array of shape
     ``(len(t), *y0.shape)`` (torchdiffeq's convention) and keeps no step record.
+    ``events`` is refused (InputError): ``odeint`` could neither report the
+    events nor return fewer rows after a terminal one; use :func:`solve`
+    (``events=``) or :func:`odeflow.odeint_event`.
     """
+    refuse_events(events)
     return _solve(func, y0, t, rtol, atol, method, options, store=False).y
 
 
-def _solve(func, y0, t, rtol, atol, method, options, store):
+def refuse_events(events):
+    """``odeint`` takes no events: the InputError that says where to go instead."""
+    if events is not None:
+        raise InputError("`events`: odeint returns only y at the times t, so it can neither report "
+                         "events nor stop at a terminal one; use odeflow.solve(..., events=...) "
+                         "(t_events, y_events) or odeflow.odeint_event (the event time and state, "
+                         "differentiable)")
+
+
+def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
     tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
+    ev_fns, ev_terminal, ev_direction = _events.as_events(events)
     shape = y0.shape
     flat = y0.reshape(-1)  # y0 is a fresh contiguous copy: a view
     stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
+    no_events = _events.split_events(ev_fns, np.empty(0), np.empty(0, np.int64),
+                                     np.empty((0, flat.size), y0.dtype), shape) if events is not None else None
     if t.size == 1:
         return Solution(t.copy(), y0[None].copy(), stats, "success", "nothing to integrate: len(t) == 1",
-                        method=method, t_span=(t[0], t[0]),
+                        method=method, t_span=(t[0], t[0]), events=no_events,
                         record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
@@ -201,6 +238,7 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
     if flat.size == 0:  # nothing to integrate: every row is the empty state
         return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
+                        events=no_events,
                         record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
     f0 = first_derivative(func, t[0], flat, shape)
     if not all_finite(f0):
@@ -210,33 +248,47 @@ def _solve(func, y0, t, rtol, atol, method, options, store):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
+    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape))
     if tab.adaptive:
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
-                max_steps, beta, stretch, store)
-        out, seconds = _run("adaptive", func, args, shape)
-        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out
+                max_steps, beta, stretch, store, ev)
+        out, seconds = _run("adaptive", func, args, shape, ev_fns)
+        status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
+        ev_t, ev_k, ev_y, ev_code = out[13:]
         stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej}
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
-        args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
-        out, seconds = _run("fixed", func, args, shape)
-        status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
+        args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
+        out, seconds = _run("fixed", func, args, shape, ev_fns)
+        status, ys, rows, t_stop, h, nfe, n_steps, rec_y, ev_t, ev_k, ev_y, ev_code = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
+        if store and status == _loop.EVENT:  # the last node is the event, inside the last step
+            record = ("nodes", np.append(grid[:n_steps], t_stop), np.concatenate([rec_y[:n_steps], ev_y[-1:]]))
     if seconds:
         stats["compile_seconds"] = seconds
     if status == _loop.BAD_SIZE:  # only a jitted func gets here: Python ones are checked per call
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; in the step "
                          f"starting at t = {float(t_stop)!r} it returned an array of a different size")
+    if status == _loop.EVENT_NONFINITE:  # only jitted event functions get here
+        k = -ev_code - 2
+        raise InputError(f"event function {_events.event_name(ev_fns[k], k)} returned a non-finite "
+                         f"value in the step starting at t = {float(t_stop)!r}; it must be finite")
     name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
-    message = "reached the end of the interval" if error is None else failure_message(
-        status, method, t_stop, h, stats, opts)
+    if status == _loop.EVENT:
+        message = (f"terminal event {_events.event_name(ev_fns[ev_code], ev_code)} occurred at "
+                   f"t = {float(t_stop)!r}")
+    else:
+        message = "reached the end of the interval" if error is None else failure_message(
+            status, method, t_stop, h, stats, opts)
     sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
-                   t_span=(t[0], t_stop if error else t[-1]), record=record)
+                   t_span=(t[0], t_stop if (error or status == _loop.EVENT) else t[-1]), record=record,
+                   events=(_events.split_events(ev_fns, ev_t, ev_k, ev_y, shape) if events is not None
+                           else None))
     if error is not None:
         raise error(message, t=t_stop, h=h, solution=sol)
     return sol

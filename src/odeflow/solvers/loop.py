@@ -30,6 +30,7 @@ from odeflow.solvers.jit import kernel
 from odeflow.solvers.controller import (
     PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
     reject_factor)
+from odeflow.solvers.events import NONE as NO_EVENT, no_event_step
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
 
@@ -42,6 +43,8 @@ UNDERFLOW = 1
 MAX_STEPS = 2
 NONFINITE = 3
 BAD_SIZE = 4   # func returned an array whose size differs from y0's
+EVENT = 5      # a terminal event stopped the solve (odeflow.solvers.events)
+EVENT_NONFINITE = 6  # an event function returned inf or NaN
 
 
 def make_evaluator(func, jitted, flat=False):
@@ -93,15 +96,26 @@ def _grow(arr, cap):
     return new
 
 
-def make_adaptive_loop(evaluate):
+@kernel
+def _event_buffers(ev, y0):
+    """Counters, scratch and an empty record for the events ``ev = (terminal, direction, g0)``."""
+    n_ev = ev[0].shape[0]
+    n = y0.shape[0]
+    return (np.zeros(n_ev, np.int64), ev[2].copy(), np.empty(n_ev), np.empty(n_ev),
+            np.empty_like(y0), np.empty(8), np.empty(8, np.int64), np.empty((8, n), y0.dtype))
+
+
+def make_adaptive_loop(evaluate, event_step=no_event_step):
     """The adaptive loop with ``evaluate`` (from :func:`make_evaluator`) closed over.
 
     Closing over it lets Numba compile ``func`` into the loop as a constant
     when ``func`` is jitted; in Python the factory costs one closure per solve.
+    ``event_step``: from :func:`odeflow.solvers.events.make_event_step`, run
+    after every accepted step when there are events.
     """
 
     def adaptive_loop(t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
-                      first_step, max_step, max_steps, beta, stretch, store):
+                      first_step, max_step, max_steps, beta, stretch, store, ev):
         """Integrate with an embedded FSAL pair and dense output at ``t_out``.
 
         Parameters
@@ -118,12 +132,15 @@ def make_adaptive_loop(evaluate):
         max_step : float (``inf`` for no bound); max_steps : int (accepted + rejected).
         beta, stretch : controller constants (see :mod:`odeflow.solvers.controller`).
         store : bool, keep the step record for dense output.
+        ev : tuple ``(terminal, direction, g0)`` of the events (length-0 arrays for none),
+            see :mod:`odeflow.solvers.events`; ``g0`` their values at ``(t0, y0)``.
 
         Returns
         -------
         tuple ``(status, ys, rows_done, t, h, y, nfe, n_accepted, n_rejected,
-        rec_t, rec_h, rec_y, rec_Q)`` where ``t``, ``y`` are the time and state
-        reached and ``h`` the last step tried.
+        rec_t, rec_h, rec_y, rec_Q, ev_t, ev_k, ev_y, ev_code)`` where ``t``, ``y``
+        are the time and state reached and ``h`` the last step tried; ``ev_*``
+        the events found and the code of the last event step.
         """
         n = y0.shape[0]
         m = t_out.shape[0]
@@ -144,6 +161,11 @@ def make_adaptive_loop(evaluate):
         rec_h = np.empty(cap)
         rec_y = np.empty((cap, n), y0.dtype)
         rec_Q = np.empty((cap, n, P.shape[1]), y0.dtype)
+
+        n_ev = ev[0].shape[0]
+        counts, g_left, g_right, roots, work, ev_t, ev_k, ev_y = _event_buffers(ev, y0)
+        n_found = 0
+        ev_code = NO_EVENT
 
         t = t0
         h = 0.0
@@ -197,8 +219,18 @@ def make_adaptive_loop(evaluate):
                 if err <= 1.0:
                     factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
                     err_prev = max(err, PI_ERR_PREV0)
-                    # outputs inside (t, t_new] from the continuous extension
-                    while j < m and direction * (t_out[j] - t_new) <= 0.0:
+                    t_fill = t_new  # outputs up to here: a terminal event ends the step early
+                    if n_ev > 0:
+                        n_found, ev_t, ev_k, ev_y, ev_code = event_step(
+                            t, h, t_new, y, K, P, y1, shape, ev[0], ev[1], counts, g_left, g_right,
+                            roots, work, ev_t, ev_k, ev_y, n_found)
+                        if ev_code >= 0:
+                            t_fill = ev_t[n_found - 1]
+                        elif ev_code != NO_EVENT:
+                            status = EVENT_NONFINITE
+                            break
+                    # outputs inside (t, t_fill] from the continuous extension
+                    while j < m and direction * (t_out[j] - t_fill) <= 0.0:
                         if t_out[j] == t_new:
                             ys[j] = y1
                         else:
@@ -216,6 +248,11 @@ def make_adaptive_loop(evaluate):
                         rec_y[n_acc] = y
                         dense_coefficients(K, P, rec_Q[n_acc])
                     n_acc += 1
+                    if ev_code >= 0:
+                        t = t_fill
+                        y[:] = ev_y[n_found - 1]
+                        status = EVENT
+                        break
                     t = t_new
                     y[:] = y1
                     K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
@@ -229,23 +266,28 @@ def make_adaptive_loop(evaluate):
                 break
         n_rec = n_acc if store else 0
         return (status, ys, j, t, h, y, nfe, n_acc, n_rej,
-                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec])
+                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec],
+                ev_t[:n_found], ev_k[:n_found], ev_y[:n_found], ev_code)
 
     return adaptive_loop
 
 
-def make_fixed_loop(evaluate):
+def make_fixed_loop(evaluate, event_step=no_event_step):
     """The fixed-step loop with ``evaluate`` closed over (see :func:`make_adaptive_loop`)."""
 
-    def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store):
+    def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store, ev):
         """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
 
         ``grid`` (float64, shape (g,)) holds every step boundary, the output times
         among them (``is_output``, bool, shape (g,)), so outputs need no
         interpolation; ``f0 = func(t0, y0)`` (flat) is the first step's first
         stage. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
-        rec_y)`` where ``rec_y`` (shape (g, n) when ``store``) holds the state at
-        every node. A non-finite state stops the loop with ``NONFINITE``.
+        rec_y, ev_t, ev_k, ev_y, ev_code)`` where ``rec_y`` (shape (g, n) when
+        ``store``) holds the state at every node. A non-finite state stops the
+        loop with ``NONFINITE``. Events (``ev`` as for the adaptive loop) are
+        located on the linear interpolant between nodes (what
+        :meth:`odeflow.Solution.interpolate` returns); after a terminal event
+        ``t`` is the event time and ``n_steps`` counts the step it ended.
         """
         n = y0.shape[0]
         g = grid.shape[0]
@@ -267,6 +309,12 @@ def make_fixed_loop(evaluate):
         h = 0.0
         t = grid[0]
         K[0] = f0
+        n_ev = ev[0].shape[0]
+        counts, g_left, g_right, roots, work, ev_t, ev_k, ev_y = _event_buffers(ev, y0)
+        n_found = 0
+        ev_code = NO_EVENT
+        slope = np.empty((1, n), y0.dtype)   # linear interpolant (y1 - y) / h, with P = [[1]]
+        linear = np.ones((1, 1))
         for k in range(g - 1):
             t = grid[k]
             h = grid[k + 1] - t
@@ -279,16 +327,35 @@ def make_fixed_loop(evaluate):
                 ok = evaluate(t + c[i] * h, stage, shape, K[i]) and ok
             nfe += s - 1
             if not ok:
-                return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y)
+                return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found], ev_k[:n_found],
+                        ev_y[:n_found], ev_code)
             combine(y, h, K, b, s, stage)
             if not all_finite(stage):
-                return (NONFINITE, ys, j, t, h, nfe, k, rec_y)
+                return (NONFINITE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found], ev_k[:n_found],
+                        ev_y[:n_found], ev_code)
+            if n_ev > 0:
+                for i in range(n):
+                    slope[0, i] = (stage[i] - y[i]) / h
+                n_found, ev_t, ev_k, ev_y, ev_code = event_step(
+                    t, h, grid[k + 1], y, slope, linear, stage, shape, ev[0], ev[1], counts, g_left,
+                    g_right, roots, work, ev_t, ev_k, ev_y, n_found)
+                if ev_code >= 0:
+                    t_ev = ev_t[n_found - 1]
+                    if t_ev == grid[k + 1] and is_output[k + 1]:
+                        ys[j] = stage
+                        j += 1
+                    return (EVENT, ys, j, t_ev, h, nfe, k + 1, rec_y, ev_t[:n_found], ev_k[:n_found],
+                            ev_y[:n_found], ev_code)
+                if ev_code != NO_EVENT:
+                    return (EVENT_NONFINITE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found],
+                            ev_k[:n_found], ev_y[:n_found], ev_code)
             y[:] = stage
             if store:
                 rec_y[k + 1] = y
             if is_output[k + 1]:
                 ys[j] = y
                 j += 1
-        return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y)
+        return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y, ev_t[:n_found], ev_k[:n_found],
+                ev_y[:n_found], ev_code)
 
     return fixed_loop

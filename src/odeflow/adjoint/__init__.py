@@ -8,16 +8,19 @@ engine (Tensors):
   through the solver's operations (:mod:`~odeflow.adjoint.discretize`).
 * :func:`odeint_adjoint` -- gradients by the adjoint ODE in O(1) memory
   (:mod:`~odeflow.adjoint.adjoint`).
+* :func:`odeint_event` -- solve until an event; the event time and state,
+  differentiable by the implicit function theorem (:mod:`~odeflow.adjoint.event`).
 """
 from __future__ import annotations
 
 from odeflow.adjoint.adjoint import ADJOINT_MODES, odeint_adjoint
 from odeflow.adjoint.discretize import odeint_backprop
+from odeflow.adjoint.event import odeint_event
 from odeflow.autodiff.tensor import Tensor
 from odeflow.solvers.integrate import odeint as _odeint_arrays
 from odeflow.solvers.integrate import refuse_events
 
-__all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "ADJOINT_MODES"]
+__all__ = ["odeint", "odeint_adjoint", "odeint_backprop", "odeint_event", "ADJOINT_MODES"]
 
 
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, events=None):

@@ -23,7 +23,9 @@ from odeflow.solvers.jit import OPTIONS, is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.tableau import TABLEAUX
-from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options
+from odeflow.solvers.jumps import jumps_inside
+from odeflow.solvers.validate import (
+    as_state, as_times, as_tolerance, check_options, check_step_resolution)
 
 __all__ = ["odeint", "solve", "METHODS"]
 
@@ -36,6 +38,7 @@ STATUS = {
     _loop.MAX_STEPS: ("max_steps_exceeded", MaxStepsExceededError),
     _loop.NONFINITE: ("nonfinite_derivative", NonFiniteDerivativeError),
     _loop.EVENT: ("event", None),
+    _loop.MIN_STEP: ("step_size_underflow", StepSizeUnderflowError),
 }
 
 # per jitted func: the loops compiled with func closed over, built on first use
@@ -118,6 +121,7 @@ def prepare(func, y0, t, rtol, atol, method, options):
     y0 = as_state(y0)
     t = as_times(t)
     opts = check_options(options, "adaptive" if tab.adaptive else "fixed", method)
+    check_step_resolution(opts, t[0])
     eps = np.finfo(y0.dtype).eps
     rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype, minimum=100 * eps if tab.adaptive else None)
     atol = as_tolerance(atol, "atol", y0.shape, y0.dtype)
@@ -233,8 +237,9 @@ def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
                         record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    jumps = jumps_inside(opts.get("jump_t"), t[0], t[-1])
     if not tab.adaptive:
-        grid, is_output = fixed_grid(t, opts.get("step_size"), max_steps, method)
+        grid, is_output, is_jump = fixed_grid(t, opts.get("step_size"), max_steps, method, jumps)
     if flat.size == 0:  # nothing to integrate: every row is the empty state
         return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
@@ -254,14 +259,14 @@ def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
-                max_steps, beta, stretch, store, ev)
+                max_steps, beta, stretch, store, ev, jumps, float(opts.get("min_step") or 0.0))
         out, seconds = _run("adaptive", func, args, shape, ev_fns)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
         ev_t, ev_k, ev_y, ev_code = out[13:]
         stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej}
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
-        args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
+        args = (grid, is_output, is_jump, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
         out, seconds = _run("fixed", func, args, shape, ev_fns)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y, ev_t, ev_k, ev_y, ev_code = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
@@ -294,14 +299,20 @@ def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
     return sol
 
 
-def fixed_grid(t, step_size, max_steps, method):
-    """Nodes of a fixed-step solve and which of them are outputs.
+def fixed_grid(t, step_size, max_steps, method, jumps=None):
+    """Nodes of a fixed-step solve, which of them are outputs and which are jumps.
 
     The output times plus, when ``step_size`` is given, a uniform grid from
     ``t[0]`` in the direction of ``t``; a uniform node within 1e-6 steps of an
-    output time is dropped (no sliver steps from rounding). The number of steps
-    is checked against ``max_steps`` before anything is allocated.
+    output time is dropped (no sliver steps from rounding). The jump times
+    ``jumps`` (inside the interval, see :mod:`odeflow.solvers.jumps`) are nodes
+    too, like output times. The number of steps is checked against
+    ``max_steps`` before anything is allocated.
     """
+    if jumps is not None and jumps.size:
+        nodes = np.union1d(t, jumps)
+        grid, _, _ = fixed_grid(nodes if t[-1] > t[0] else nodes[::-1], step_size, max_steps, method)
+        return grid, np.isin(grid, t), np.isin(grid, jumps)
     if step_size is None:
         n_steps = t.size - 1
     else:
@@ -313,7 +324,7 @@ def fixed_grid(t, step_size, max_steps, method):
             f"{step_size!r}, more than options['max_steps'] = {max_steps}", t=t[0],
             h=float(step_size if step_size is not None else t[1] - t[0]))
     if step_size is None:
-        return t.copy(), np.ones(t.size, dtype=np.bool_)
+        return t.copy(), np.ones(t.size, dtype=np.bool_), np.zeros(t.size, dtype=np.bool_)
     direction = 1.0 if t[-1] > t[0] else -1.0
     uniform = t[0] + direction * step_size * np.arange(int(n) + 1)
     uniform = uniform[direction * (uniform - t[-1]) < 0]
@@ -323,7 +334,7 @@ def fixed_grid(t, step_size, max_steps, method):
     grid = np.union1d(uniform[~near], t)
     if direction < 0:
         grid = grid[::-1]
-    return grid, np.isin(grid, t)
+    return grid, np.isin(grid, t), np.zeros(grid.size, dtype=np.bool_)
 
 
 def failure_message(status, method, t, h, stats, opts):
@@ -331,6 +342,10 @@ def failure_message(status, method, t, h, stats, opts):
     if status == _loop.UNDERFLOW:
         return (f"{method}: step size underflow {where}: the tolerances cannot be met with a step "
                 f"that still changes t (a singularity or a very stiff problem?)")
+    if status == _loop.MIN_STEP:
+        return (f"{method}: the step size needed at t = {float(t)!r} is below options['min_step'] = "
+                f"{opts.get('min_step')!r} (last step tried h = {float(h)!r}, after {stats['n_steps']} "
+                f"steps, {stats['nfe']} evaluations)")
     if status == _loop.MAX_STEPS:
         return (f"{method}: more than options['max_steps'] = {opts.get('max_steps') or DEFAULT_MAX_STEPS} "
                 f"steps needed; stopped {where}")

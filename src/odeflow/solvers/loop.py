@@ -31,6 +31,7 @@ from odeflow.solvers.controller import (
     PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
     reject_factor)
 from odeflow.solvers.events import NONE as NO_EVENT, no_event_step
+from odeflow.solvers.jumps import after_jump, clip_to_jump, stage_time
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
 
@@ -45,6 +46,7 @@ NONFINITE = 3
 BAD_SIZE = 4   # func returned an array whose size differs from y0's
 EVENT = 5      # a terminal event stopped the solve (odeflow.solvers.events)
 EVENT_NONFINITE = 6  # an event function returned inf or NaN
+MIN_STEP = 7   # the controller asked for a step below options["min_step"]
 
 
 def make_evaluator(func, jitted, flat=False):
@@ -115,7 +117,7 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
     """
 
     def adaptive_loop(t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
-                      first_step, max_step, max_steps, beta, stretch, store, ev):
+                      first_step, max_step, max_steps, beta, stretch, store, ev, jumps, min_step_opt):
         """Integrate with an embedded FSAL pair and dense output at ``t_out``.
 
         Parameters
@@ -134,6 +136,9 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
         store : bool, keep the step record for dense output.
         ev : tuple ``(terminal, direction, g0)`` of the events (length-0 arrays for none),
             see :mod:`odeflow.solvers.events`; ``g0`` their values at ``(t0, y0)``.
+        jumps : ndarray, float64, shape (J,), the jump times inside the interval in the
+            direction of integration (:mod:`odeflow.solvers.jumps`).
+        min_step_opt : float, ``options["min_step"]`` (0 for none).
 
         Returns
         -------
@@ -166,6 +171,7 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
         counts, g_left, g_right, roots, work, ev_t, ev_k, ev_y = _event_buffers(ev, y0)
         n_found = 0
         ev_code = NO_EVENT
+        jn = 0                    # next jump time
 
         t = t0
         h = 0.0
@@ -200,16 +206,23 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
                 if h_abs < min_step:
                     status = NONFINITE if nonfinite_last else UNDERFLOW
                     break
+                if h_abs < min_step_opt:
+                    status = MIN_STEP
+                    break
                 if n_acc + n_rej >= max_steps:
                     status = MAX_STEPS
                     break
                 t_new, h = next_attempt(t, t_end, h_abs, direction, stretch)
+                at_jump = False
+                if jn < jumps.shape[0]:
+                    t_new, h, at_jump = clip_to_jump(t, t_new, h, h_abs, jumps[jn], direction, stretch)
+                h_proposed = h_abs
                 h_abs = abs(h)
 
                 for i in range(1, s):
                     # for an FSAL pair the last stage state is the new solution y1
                     combine(y, h, K, A[i], i, y1)
-                    ok = evaluate(t + c[i] * h, y1, shape, K[i]) and ok
+                    ok = evaluate(stage_time(t, c[i], h, at_jump, t_new), y1, shape, K[i]) and ok
                 nfe += s - 1
                 if not ok:
                     status = BAD_SIZE
@@ -255,8 +268,15 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
                         break
                     t = t_new
                     y[:] = y1
-                    K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
                     h_abs *= factor
+                    if at_jump:  # no FSAL across a jump: the right limit f(T+, y(T))
+                        jn += 1
+                        ok = evaluate(after_jump(t, direction), y, shape, K[0])
+                        nfe += 1
+                        status = SUCCESS if ok else BAD_SIZE
+                        h_abs = max(h_abs, h_proposed)  # the step was cut short by the jump
+                    else:
+                        K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
                     break
                 n_rej += 1
                 nonfinite_last = not math.isfinite(err)
@@ -275,12 +295,14 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
 def make_fixed_loop(evaluate, event_step=no_event_step):
     """The fixed-step loop with ``evaluate`` closed over (see :func:`make_adaptive_loop`)."""
 
-    def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store, ev):
+    def fixed_loop(grid, is_output, is_jump, y0, f0, shape, A, b, c, store, ev):
         """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
 
         ``grid`` (float64, shape (g,)) holds every step boundary, the output times
         among them (``is_output``, bool, shape (g,)), so outputs need no
-        interpolation; ``f0 = func(t0, y0)`` (flat) is the first step's first
+        interpolation; ``is_jump`` (bool, shape (g,)) marks the jump times of
+        :mod:`odeflow.solvers.jumps`, seen from the left by the step ending
+        there and from the right by the next; ``f0 = func(t0, y0)`` (flat) is the first step's first
         stage. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
         rec_y, ev_t, ev_k, ev_y, ev_code)`` where ``rec_y`` (shape (g, n) when
         ``store``) holds the state at every node. A non-finite state stops the
@@ -320,11 +342,12 @@ def make_fixed_loop(evaluate, event_step=no_event_step):
             h = grid[k + 1] - t
             ok = True
             if k > 0:
-                ok = evaluate(t, y, shape, K[0])
+                ok = evaluate(after_jump(t, h) if is_jump[k] else t, y, shape, K[0])
                 nfe += 1
             for i in range(1, s):
                 combine(y, h, K, A[i], i, stage)
-                ok = evaluate(t + c[i] * h, stage, shape, K[i]) and ok
+                ok = evaluate(stage_time(t, c[i], h, is_jump[k + 1], grid[k + 1]), stage, shape,
+                              K[i]) and ok
             nfe += s - 1
             if not ok:
                 return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found], ev_k[:n_found],

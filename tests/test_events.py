@@ -224,3 +224,16 @@ def test_events_cost_no_function_evaluations():
     sol = odeflow.solve(_oscillator, [1.0, 0.0], [0.0, 20.0], events=_scipy_events()[:2])
     assert sol.stats == plain.stats
     np.testing.assert_array_equal(sol.y, plain.y)
+
+
+def test_event_samples_trades_roots_per_step_for_speed():
+    def wave(t, y):
+        return np.sin(2 * np.pi * (t + 0.1))   # zeros at 0.4, 0.9, 1.4 inside one rk4 step
+
+    found = {s: odeflow.solve(_unit_speed, [0.0], [0.0, 1.9], method="rk4", events=wave,
+                              options={"event_samples": s}).t_events[0] for s in (1, 2, 4)}
+    assert found[1].size == 1          # step ends only (as scipy): one sign change over the step
+    np.testing.assert_allclose(found[4], [0.4, 0.9, 1.4], atol=1e-12)
+    assert found[2].size == 1          # two of the three roots share a sub-interval: invisible
+    with pytest.raises(InputError, match=r"`options\['event_samples'\]` must be a positive integer; got 0"):
+        odeflow.solve(_never_called, [0.0], [0.0, 1.0], events=wave, options={"event_samples": 0})

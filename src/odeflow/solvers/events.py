@@ -12,7 +12,9 @@ scipy-style attributes are read as they are:
 How an event is found (no extra evaluation of ``func``): after every accepted
 step ``[t, t + h]`` the step's own continuous extension ``u(theta)`` (HNW
 §II.6; linear between the nodes for fixed-step methods) is sampled at
-``theta = 1/S, 2/S, ..., 1`` (``S = SAMPLES_PER_STEP``), ``g`` is evaluated at
+``theta = 1/S, 2/S, ..., 1`` (``S = options["event_samples"]``, default
+``SAMPLES_PER_STEP = 4``; 1 looks at the step ends only, as scipy and diffrax
+do, and costs least), ``g`` is evaluated at
 each sample, and every sub-interval over which ``g`` changes sign (or ends
 exactly on a zero) is a bracket. Each bracket is refined by the
 Anderson–Björck variant of regula falsi (a superlinear, always-bracketing
@@ -42,9 +44,9 @@ import numpy as np
 
 from odeflow.errors import InputError, InputTypeError, OdeflowError
 from odeflow.solvers.jit import is_jitted, kernel
-from odeflow.solvers.kernels import dense_eval
+from odeflow.solvers.kernels import dense_eval_scratch
 
-__all__ = ["SAMPLES_PER_STEP", "as_events", "event_name", "make_event_function", "make_event_step",
+__all__ = ["SAMPLES_PER_STEP", "as_events", "event_name", "make_event_function", "make_event_step", "grown",
            "no_event_step", "initial_values"]
 
 SAMPLES_PER_STEP = 4   # S: sub-intervals per step in which sign changes are looked for
@@ -181,10 +183,10 @@ def _link(fn, idx, rest, flat, numba, options):
 
 
 @kernel(inline=True)
-def no_event_step(t, h, t_new, y, K, P, y_end, shape, terminal, direction, counts, g_left, g_right,
-                  roots, work, ev_t, ev_k, ev_y, n_found):
+def no_event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
+                  roots, work, w, ev_t, ev_k, ev_y, n_found):
     """The event step when there are no events (the loop then never calls it)."""
-    return n_found, ev_t, ev_k, ev_y, NONE
+    return n_found, NONE
 
 
 def make_event_step(g_one, jitted):
@@ -194,21 +196,23 @@ def make_event_step(g_one, jitted):
         import numba
 
         from odeflow.solvers.jit import OPTIONS
-        inline = numba.njit(**OPTIONS)
+        inline = numba.njit(inline="always", **OPTIONS)
+        call = numba.njit(**OPTIONS)   # refinement: rare, kept out of the loop's code
     else:
         def inline(fn):
             return fn
+        call = inline
 
     @inline
-    def value_at(k, tq, t, h, t_new, y, K, P, y_end, shape, work):
-        """``g_k`` at time ``tq`` of the step, the state from the interpolant."""
+    def state_at(tq, t, h, t_new, y, K, P, y_end, work, w):
+        """The interpolated state at time ``tq`` of the step (``y_end`` at its end)."""
         if tq == t_new:
-            return g_one(k, tq, y_end, shape)
-        dense_eval(y, h, K, P, (tq - t) / h, work)
-        return g_one(k, tq, work, shape)
+            return y_end
+        dense_eval_scratch(y, h, K, P, (tq - t) / h, w, work)
+        return work
 
-    @inline
-    def refine(k, a, ga, b, gb, t, h, t_new, y, K, P, y_end, shape, work):
+    @call
+    def refine(k, a, ga, b, gb, t, h, t_new, y, K, P, y_end, shape, work, w):
         """Root of ``g_k`` in the bracket ``[a, b]`` (``ga``, ``gb`` of opposite signs).
 
         Anderson–Björck regula falsi: ``c`` is the secant point of the bracket;
@@ -233,7 +237,7 @@ def make_event_step(g_one, jitted):
                 c = 0.5 * (a + b)
                 if c == a or c == b:
                     break
-            gc = value_at(k, c, t, h, t_new, y, K, P, y_end, shape, work)
+            gc = g_one(k, c, state_at(c, t, h, t_new, y, K, P, y_end, work, w), shape)
             if not math.isfinite(gc):
                 return np.nan
             if gc == 0.0:
@@ -249,40 +253,47 @@ def make_event_step(g_one, jitted):
             width = new_width
         return b
 
-    def event_step(t, h, t_new, y, K, P, y_end, shape, terminal, direction, counts, g_left, g_right,
-                   roots, work, ev_t, ev_k, ev_y, n_found):
+    @inline
+    def event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
+                   roots, work, w, ev_t, ev_k, ev_y, n_found):
         """Find, record and count the events of the accepted step ``[t, t_new]``.
 
         ``y`` (n,), ``K``, ``P``: the step's start and interpolation data (as
-        :func:`~odeflow.solvers.kernels.dense_eval`); ``y_end`` the state at
+        :func:`~odeflow.solvers.kernels.dense_eval`); ``ev`` the tuple ``(terminal (E,),
+        direction (E,), g0 (E,), samples)`` of :func:`as_events`; ``y_end`` the state at
         ``t_new``. ``g_left`` (E,) holds ``g`` at ``t`` on entry and at the end
-        of the step on return; ``g_right``, ``roots`` (E,) and ``work`` (n,) are
-        scratch. Events are appended in time order to ``ev_t`` (times),
-        ``ev_k`` (event index) and ``ev_y`` (states), grown as needed.
+        of the step on return; ``g_right``, ``roots`` (E,), ``work`` (n,) and ``w`` (s,)
+        are scratch. Events are appended in time order to ``ev_t`` (times),
+        ``ev_k`` (event index) and ``ev_y`` (states).
 
-        Returns ``(n_found, ev_t, ev_k, ev_y, code)``: ``code`` is ``NONE``,
+        The record must have room for ``samples * E`` more events (see
+        :func:`grown`: at most one per event and sub-interval).
+
+        Returns ``(n_found, code)``: ``code`` is ``NONE``,
         ``k >= 0`` when terminal event ``k`` stopped the solve (its time and
         state are the last record), or ``-(k + 2)`` when ``g_k`` was not finite.
         """
+        terminal, direction, _, samples = ev
         n_ev = terminal.shape[0]
         sign = 1.0 if h > 0.0 else -1.0
         t_a = t
-        for sub in range(1, SAMPLES_PER_STEP + 1):
-            t_b = t_new if sub == SAMPLES_PER_STEP else t + (sub / SAMPLES_PER_STEP) * h
+        for sub in range(1, samples + 1):
+            t_b = t_new if sub == samples else t + (sub / samples) * h
             found = False
+            state = state_at(t_b, t, h, t_new, y, K, P, y_end, work, w)
             for k in range(n_ev):
-                gb = value_at(k, t_b, t, h, t_new, y, K, P, y_end, shape, work)
+                gb = g_one(k, t_b, state, shape)
                 if not math.isfinite(gb):
-                    return n_found, ev_t, ev_k, ev_y, -(k + 2)
+                    return n_found, -(k + 2)
                 g_right[k] = gb
                 roots[k] = np.nan
                 ga = g_left[k]
                 if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
                     if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
                         root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
-                                                            y_end, shape, work)
+                                                            y_end, shape, work, w)
                         if not math.isfinite(root):
-                            return n_found, ev_t, ev_k, ev_y, -(k + 2)
+                            return n_found, -(k + 2)
                         roots[k] = root
                         found = True
             while found:  # record this sub-interval's events in time order
@@ -292,8 +303,6 @@ def make_event_step(g_one, jitted):
                         first = k
                 if first < 0:
                     break
-                if n_found >= ev_t.shape[0]:
-                    ev_t, ev_k, ev_y = _grown(ev_t, ev_k, ev_y)
                 tr = roots[first]
                 roots[first] = np.nan
                 ev_t[n_found] = tr
@@ -301,23 +310,23 @@ def make_event_step(g_one, jitted):
                 if tr == t_new:
                     ev_y[n_found] = y_end
                 else:
-                    dense_eval(y, h, K, P, (tr - t) / h, ev_y[n_found])
+                    dense_eval_scratch(y, h, K, P, (tr - t) / h, w, ev_y[n_found])
                 n_found += 1
                 counts[first] += 1
                 if terminal[first] > 0 and counts[first] >= terminal[first]:
-                    return n_found, ev_t, ev_k, ev_y, first
+                    return n_found, first
             for k in range(n_ev):
                 g_left[k] = g_right[k]
             t_a = t_b
-        return n_found, ev_t, ev_k, ev_y, NONE
+        return n_found, NONE
 
     return event_step
 
 
 @kernel
-def _grown(ev_t, ev_k, ev_y):
-    """The event record with twice the room."""
-    cap = 2 * ev_t.shape[0]
+def grown(ev_t, ev_k, ev_y, need):
+    """The event record with room for at least ``need`` events (at least twice as much)."""
+    cap = max(2 * ev_t.shape[0], need)
     new_t = np.empty(cap)
     new_k = np.empty(cap, dtype=np.int64)
     new_y = np.empty((cap, ev_y.shape[1]), ev_y.dtype)

@@ -64,8 +64,8 @@ def _run(kind, func, args, shape, events=()):
     if runner is None:
         step = _events.no_event_step
         if events:
-            step = numba.njit(**OPTIONS)(_events.make_event_step(
-                _events.make_event_function(events, jitted=True, flat=key[1]), jitted=True))
+            step = _events.make_event_step(
+                _events.make_event_function(events, jitted=True, flat=key[1]), jitted=True)
         runner = loops[key] = numba.njit(**OPTIONS)(
             _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1]), step))
     n_before = len(runner.overloads)
@@ -253,7 +253,8 @@ def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
-    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape))
+    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape),
+          int(opts.get("event_samples") or _events.SAMPLES_PER_STEP))
     if tab.adaptive:
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         max_step = float(opts.get("max_step") or np.inf)

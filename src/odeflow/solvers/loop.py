@@ -30,7 +30,7 @@ from odeflow.solvers.jit import kernel
 from odeflow.solvers.controller import (
     PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
     reject_factor)
-from odeflow.solvers.events import NONE as NO_EVENT, no_event_step
+from odeflow.solvers.events import NONE as NO_EVENT, grown, no_event_step
 from odeflow.solvers.jumps import after_jump, clip_to_jump, stage_time
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, scaled_rms)
@@ -99,12 +99,14 @@ def _grow(arr, cap):
 
 
 @kernel
-def _event_buffers(ev, y0):
-    """Counters, scratch and an empty record for the events ``ev = (terminal, direction, g0)``."""
+def _event_buffers(ev, y0, s):
+    """Counters, scratch and an empty record for the events ``ev = (terminal, direction, g0, samples)``
+    of a method with ``s`` stages."""
     n_ev = ev[0].shape[0]
     n = y0.shape[0]
     return (np.zeros(n_ev, np.int64), ev[2].copy(), np.empty(n_ev), np.empty(n_ev),
-            np.empty_like(y0), np.empty(8), np.empty(8, np.int64), np.empty((8, n), y0.dtype))
+            np.empty_like(y0), np.empty(s), np.empty(8), np.empty(8, np.int64),
+            np.empty((8, n), y0.dtype))
 
 
 def make_adaptive_loop(evaluate, event_step=no_event_step):
@@ -134,8 +136,8 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
         max_step : float (``inf`` for no bound); max_steps : int (accepted + rejected).
         beta, stretch : controller constants (see :mod:`odeflow.solvers.controller`).
         store : bool, keep the step record for dense output.
-        ev : tuple ``(terminal, direction, g0)`` of the events (length-0 arrays for none),
-            see :mod:`odeflow.solvers.events`; ``g0`` their values at ``(t0, y0)``.
+        ev : tuple ``(terminal, direction, g0, samples)`` of the events (length-0 arrays for
+            none), see :mod:`odeflow.solvers.events`; ``g0`` their values at ``(t0, y0)``.
         jumps : ndarray, float64, shape (J,), the jump times inside the interval in the
             direction of integration (:mod:`odeflow.solvers.jumps`).
         min_step_opt : float, ``options["min_step"]`` (0 for none).
@@ -168,7 +170,7 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
         rec_Q = np.empty((cap, n, P.shape[1]), y0.dtype)
 
         n_ev = ev[0].shape[0]
-        counts, g_left, g_right, roots, work, ev_t, ev_k, ev_y = _event_buffers(ev, y0)
+        counts, g_left, g_right, roots, work, w, ev_t, ev_k, ev_y = _event_buffers(ev, y0, s)
         n_found = 0
         ev_code = NO_EVENT
         jn = 0                    # next jump time
@@ -234,9 +236,11 @@ def make_adaptive_loop(evaluate, event_step=no_event_step):
                     err_prev = max(err, PI_ERR_PREV0)
                     t_fill = t_new  # outputs up to here: a terminal event ends the step early
                     if n_ev > 0:
-                        n_found, ev_t, ev_k, ev_y, ev_code = event_step(
-                            t, h, t_new, y, K, P, y1, shape, ev[0], ev[1], counts, g_left, g_right,
-                            roots, work, ev_t, ev_k, ev_y, n_found)
+                        if n_found + ev[3] * n_ev > ev_t.shape[0]:
+                            ev_t, ev_k, ev_y = grown(ev_t, ev_k, ev_y, n_found + ev[3] * n_ev)
+                        n_found, ev_code = event_step(
+                            t, h, t_new, y, K, P, y1, shape, ev, counts, g_left, g_right,
+                            roots, work, w, ev_t, ev_k, ev_y, n_found)
                         if ev_code >= 0:
                             t_fill = ev_t[n_found - 1]
                         elif ev_code != NO_EVENT:
@@ -332,7 +336,7 @@ def make_fixed_loop(evaluate, event_step=no_event_step):
         t = grid[0]
         K[0] = f0
         n_ev = ev[0].shape[0]
-        counts, g_left, g_right, roots, work, ev_t, ev_k, ev_y = _event_buffers(ev, y0)
+        counts, g_left, g_right, roots, work, w, ev_t, ev_k, ev_y = _event_buffers(ev, y0, 1)
         n_found = 0
         ev_code = NO_EVENT
         slope = np.empty((1, n), y0.dtype)   # linear interpolant (y1 - y) / h, with P = [[1]]
@@ -359,9 +363,11 @@ def make_fixed_loop(evaluate, event_step=no_event_step):
             if n_ev > 0:
                 for i in range(n):
                     slope[0, i] = (stage[i] - y[i]) / h
-                n_found, ev_t, ev_k, ev_y, ev_code = event_step(
-                    t, h, grid[k + 1], y, slope, linear, stage, shape, ev[0], ev[1], counts, g_left,
-                    g_right, roots, work, ev_t, ev_k, ev_y, n_found)
+                if n_found + ev[3] * n_ev > ev_t.shape[0]:
+                    ev_t, ev_k, ev_y = grown(ev_t, ev_k, ev_y, n_found + ev[3] * n_ev)
+                n_found, ev_code = event_step(
+                    t, h, grid[k + 1], y, slope, linear, stage, shape, ev, counts, g_left,
+                    g_right, roots, work, w, ev_t, ev_k, ev_y, n_found)
                 if ev_code >= 0:
                     t_ev = ev_t[n_found - 1]
                     if t_ev == grid[k + 1] and is_output[k + 1]:

@@ -18,8 +18,9 @@ from odeflow.solvers.kernels import all_finite
 __all__ = ["as_state", "as_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
 OPTION_KEYS = {
-    "adaptive": ("first_step", "max_step", "max_steps", "controller", "min_step", "jump_t"),
-    "fixed": ("step_size", "max_steps", "jump_t"),
+    "adaptive": ("first_step", "max_step", "max_steps", "controller", "min_step", "jump_t",
+                 "event_samples"),
+    "fixed": ("step_size", "max_steps", "jump_t", "event_samples"),
 }
 
 
@@ -160,10 +161,11 @@ def check_options(options, kind, method, name="options"):
         v = out["max_step"]
         if not (_number(v) and v > 0 and not np.isnan(v)):
             raise InputError(f"`{name}['max_step']` must be a positive number (inf allowed); got {v!r}")
-    if out.get("max_steps") is not None:
-        v = out["max_steps"]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"`{name}['max_steps']` must be a positive integer; got {v!r}")
+    for key in ("max_steps", "event_samples"):
+        v = out.get(key)
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+                              or v < 1):
+            raise InputError(f"`{name}['{key}']` must be a positive integer; got {v!r}")
     if out.get("controller") is not None and out["controller"] not in ("pi", "i"):
         raise InputError(f"`{name}['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
     if out.get("jump_t") is not None:

@@ -253,7 +253,7 @@ def make_event_step(g_one, jitted):
             width = new_width
         return b
 
-    @inline
+    @call
     def event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
                    roots, work, w, ev_t, ev_k, ev_y, n_found):
         """Find, record and count the events of the accepted step ``[t, t_new]``.

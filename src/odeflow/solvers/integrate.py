@@ -156,9 +156,14 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         Adaptive methods: ``first_step`` (default: HNW §II.4 algorithm),
         ``max_step`` (default inf), ``max_steps`` (accepted + rejected, default
         100000), ``controller`` (``"pi"``, Hairer's DOPRI5, default; or ``"i"``,
-        scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
-        from one output time to the next; outputs always land on nodes),
-        ``max_steps``.
+        scipy's RK45 rule), ``min_step`` (a smaller step wanted by the
+        controller raises StepSizeUnderflowError; default none). Fixed-step
+        methods: ``step_size`` (default: step from one output time to the
+        next; outputs always land on nodes), ``max_steps``. Every method:
+        ``jump_t`` (times where ``func`` jumps: steps end there and ``func``
+        is evaluated on each side, see :mod:`odeflow.solvers.jumps`),
+        ``event_samples`` (sub-intervals per step searched for sign changes
+        of the event functions, default 4; 1 looks at the step ends only).
     dense_output : bool, default True
         Keep every accepted step's interpolation polynomial (memory grows with
         the number of steps) for :meth:`Solution.interpolate`,

@@ -134,3 +134,16 @@ def test_odeint_event_bad_input_and_no_event():
         odeflow.odeint_event(f, np.array([1.0, 0.0]), 0.0, _ground, t_max=np.inf)
     with pytest.raises(SolverError, match=r"no event of _ground between t0 = 0\.0 and t_max = 0\.1"):
         odeflow.odeint_event(f, np.array([1.0, 0.0]), 0.0, _ground, t_max=0.1)
+
+
+def test_event_function_capturing_an_ndarray_is_refused_unless_event_params_is_given():
+    level = np.array([0.3])
+
+    def threshold(t, y):
+        return y[0] - Tensor(level)[0]
+
+    y0 = Tensor(np.array([1.0]), requires_grad=True)
+    with pytest.raises(GradientError, match=r"`event_fn` captures float ndarray.*`level`.*event_params=\[\.\.\.\]"):
+        odeflow.odeint_event(lambda t, y: -y, y0, 0.0, threshold)
+    t, _ = odeflow.odeint_event(lambda t, y: -y, y0, 0.0, threshold, event_params=[], **TOL)
+    np.testing.assert_allclose(t.data, np.log(1 / 0.3), atol=1e-10)

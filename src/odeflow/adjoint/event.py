@@ -39,6 +39,7 @@ import numpy as np
 from odeflow.adjoint.adjoint import odeint_adjoint
 from odeflow.adjoint.common import array_func, as_tensor, time_data
 from odeflow.adjoint.discretize import odeint_backprop
+from odeflow.adjoint.params import find_params
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.tensor import Tensor, enable_grad, no_grad
@@ -60,7 +61,7 @@ def _event_value(event_fn, t, y):
 
 
 def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, method="dopri5",
-                 options=None, adjoint=False, adjoint_kwargs=None):
+                 options=None, adjoint=False, adjoint_kwargs=None, event_params=None):
     """Solve from ``(t0, y0)`` until ``event_fn(t, y)`` reaches zero; differentiable.
 
     Parameters
@@ -89,6 +90,10 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
         True: the adjoint method (:func:`odeflow.odeint_adjoint`, with
         ``adjoint_kwargs`` such as ``adjoint_mode="checkpoint"``).
 
+    event_params : sequence of Tensor, optional
+        Silences the check below (possibly empty): the Tensors ``event_fn``
+        is differentiated for are in any case all those it uses.
+
     Returns
     -------
     (t_event, y_event) : (Tensor of shape (), Tensor of y0's shape)
@@ -104,7 +109,10 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
         No event before ``t_max``, or the solve failed
         (:class:`~odeflow.errors.MaxStepsExceededError` without ``t_max``).
     GradientError
-        In ``backward()``: a grazing event (``D = dg/dt`` along the solution
+        ``event_fn`` captures a float ndarray in its closure (it could never
+        get a gradient; make it a Tensor, or pass ``event_params``), as for
+        ``func`` (:func:`odeflow.adjoint.params.find_params`). In
+        ``backward()``: a grazing event (``D = dg/dt`` along the solution
         vanishes, relative to the mean slope ``|g(t0)| / |t* - t0|``, below
         ``sqrt(eps)``), where the event time is not differentiable.
 
@@ -119,6 +127,14 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
                              "odeint_event needs func built from odeflow ops (an nn.Module, say)")
     if not callable(event_fn):
         raise InputTypeError(f"`event_fn` must be callable as event_fn(t, y); got {type(event_fn).__name__}")
+    if event_params is not None:
+        find_params(event_fn, None, event_params)      # checks the Tensors only
+    else:
+        try:
+            find_params(event_fn, (None, None))        # the closure check, before any work
+        except GradientError as exc:
+            raise GradientError(str(exc).replace("`func` captures", "`event_fn` captures").replace(
+                "adjoint_params=[...]", "event_params=[...]")) from None
     if adjoint_kwargs is not None and not isinstance(adjoint_kwargs, dict):
         raise InputTypeError(f"`adjoint_kwargs` must be a dict or None; got {type(adjoint_kwargs).__name__}")
     y0 = as_tensor(y0)

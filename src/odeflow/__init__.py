@@ -34,6 +34,7 @@ _EXPORTS = {
     "vjp": "odeflow.autodiff.functional",
     "odeint_adjoint": "odeflow.adjoint",
     "odeint_backprop": "odeflow.adjoint",
+    "odeint_event": "odeflow.adjoint",
 }
 _ERRORS = (
     "OdeflowError", "InputError", "InputTypeError", "ShapeError", "DataFormatError",

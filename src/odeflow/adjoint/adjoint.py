@@ -273,6 +273,12 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "
                              "adjoint needs func built from odeflow ops (an nn.Module, say)")
+    if isinstance(options, dict) and options.get("jump_t") is not None:  # split at the jumps
+        from odeflow.adjoint.jumps import odeint_segmented
+        return odeint_segmented(
+            odeint_adjoint, func, y0, t, options, adjoint=True, stats=stats, rtol=rtol, atol=atol,
+            method=method, adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol, adjoint_method=adjoint_method,
+            adjoint_options=adjoint_options, adjoint_params=adjoint_params, adjoint_mode=adjoint_mode)
     if adjoint_mode not in ADJOINT_MODES:
         raise InputError(f"`adjoint_mode` must be one of {', '.join(ADJOINT_MODES)}; got {adjoint_mode!r}")
     if stats is not None and not isinstance(stats, dict):

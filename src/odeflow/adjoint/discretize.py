@@ -117,6 +117,7 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
     beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
     max_step = float(opts.get("max_step") or np.inf)
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    min_step_opt = float(opts.get("min_step") or 0.0)
     exponent = 1.0 / (tab.error_order + 1) - 0.75 * beta
     t0, t_end = float(t_out[0]), float(t_out[-1])
     direction = 1.0 if t_end > t0 else -1.0
@@ -141,6 +142,8 @@ def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
             if h_abs < min_step:
                 raise _Failure(_loop.NONFINITE if nonfinite_last else _loop.UNDERFLOW, t, direction * h_abs,
                                rows)
+            if h_abs < min_step_opt:
+                raise _Failure(_loop.MIN_STEP, t, direction * h_abs, rows)
             if counts["n_accepted"] + counts["n_rejected"] >= max_steps:
                 raise _Failure(_loop.MAX_STEPS, t, direction * h_abs, rows)
             t_new, h = next_attempt(t, t_end, h_abs, direction, stretch)
@@ -216,6 +219,10 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: with a "
                              "Tensor `y0` build func from odeflow ops (an nn.Module, say)")
+    if isinstance(options, dict) and options.get("jump_t") is not None:  # split at the jumps
+        from odeflow.adjoint.jumps import odeint_segmented
+        return odeint_segmented(odeint_backprop, func, y0, t, options, stats=stats, rtol=rtol,
+                                atol=atol, method=method)
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
     tab, _, t_all, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
@@ -224,7 +231,7 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
                          "odeflow.odeint_adjoint(..., method='radau') for gradients of a stiff solve")
     t_out, index = distinct_times(t_all)
     if not tab.adaptive:  # before any evaluation: the step count is checked here
-        grid, is_output = fixed_grid(t_out, opts.get("step_size"),
+        grid, is_output, _ = fixed_grid(t_out, opts.get("step_size"),
                                      int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)
     counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
     delta = t - t_all if t_grad else None  # zero in value: carries dL/dt (adjoint.times)

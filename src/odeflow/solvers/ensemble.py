@@ -39,6 +39,8 @@ import numpy as np
 
 from odeflow.errors import InputError, InputTypeError, ShapeError, SolverError
 from odeflow.solvers import loop as _loop
+from odeflow.solvers import events as _events
+from odeflow.solvers.jumps import jumps_inside
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import is_jitted
 from odeflow.solvers.validate import as_state, as_times
@@ -111,6 +113,12 @@ def _evaluator(func, n_args, flat):
     return numba.njit(inline="always", **OPTIONS)(scope["evaluate"])
 
 
+def _no_events(t0, n, shape):
+    """The adaptive loop's ``ev`` argument for a solve without event functions."""
+    fns, terminal, direction = _events.as_events(None)
+    return terminal, direction, _events.initial_values(fns, t0, np.zeros(n), shape), _events.SAMPLES_PER_STEP
+
+
 def _chunk_runner(func, n_args, flat):
     """The compiled runner of members ``lo..hi-1`` for ``func`` (built once per func)."""
     import numba
@@ -126,7 +134,8 @@ def _chunk_runner(func, n_args, flat):
     adaptive = numba.njit(**OPTIONS)(_loop.make_adaptive_loop(evaluate))
 
     def run(lo, hi, t_out, Y0, shape, args, rtol, atol, A, b, b_err, c, P, error_order, first_step,
-            max_step, max_steps, beta, stretch, ys, status, rows, nfe, n_acc, n_rej, t_stop, h_stop):
+            max_step, max_steps, beta, stretch, b_err3, n_extra, stiff_bound, ev, jumps, min_step,
+            ys, status, rows, nfe, n_acc, n_rej, t_stop, h_stop):
         n = Y0.shape[1]
         for i in range(lo, hi):
             y0 = Y0[i].copy()
@@ -141,7 +150,8 @@ def _chunk_runner(func, n_args, flat):
                 status[i] = _loop.NONFINITE
                 continue
             out = adaptive(t_out, y0, f0, ctx, rtol, atol, A, b, b_err, c, P, error_order, first_step,
-                           max_step, max_steps, beta, stretch, False)
+                           max_step, max_steps, beta, stretch, False, b_err3, n_extra, stiff_bound,
+                           ev, jumps, min_step)
             status[i] = out[0]
             rows[i] = out[2]
             ys[i, : out[2]] = out[1][: out[2]]
@@ -181,8 +191,13 @@ def _check(func, y0s, t, args, method, rtol, atol, options, workers):
         checked.append(np.ascontiguousarray(arr, dtype=np.float64))
     tab, _, t_arr, rtol_f, atol_f, opts = prepare(func, Y0[0] if members else np.zeros(Y0.shape[1:], Y0.dtype),
                                                   t, rtol, atol, method, options)
-    if not tab.adaptive:
-        raise InputError(f"`solve_ensemble` runs adaptive methods (dopri5, bosh3); got {method!r}")
+    if tab is None or not tab.adaptive:
+        raise InputError(f"`solve_ensemble` runs explicit adaptive methods (dopri5, bosh3, tsit5, "
+                         f"dop853); got {method!r}")
+    if t_arr.size > 1 and np.any(t_arr[1:] == t_arr[:-1]):
+        i = int(np.argmax(t_arr[1:] == t_arr[:-1])) + 1
+        raise InputError(f"`t` must not repeat a time for solve_ensemble; t[{i}] = {float(t_arr[i])!r} "
+                         f"repeats t[{i - 1}] (drop the repeat and copy the row afterwards)")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
                                 or workers < 1):
         raise InputError(f"`workers` must be a positive int or None; got {workers!r}")
@@ -201,7 +216,7 @@ def solve_ensemble(func, y0s, t, *, args=None, rtol=1e-7, atol=1e-9, method="dop
         Python function also works, members then run one after another
         (the slower fallback; see the module docstring).
     y0s : array_like, shape (members, *state shape)
-    t : array_like of float, shape (m,), strictly monotone; shared by all members.
+    t : array_like of float, shape (m,), strictly monotone (no repeated time); shared by all members.
     args : tuple of up to 4 arrays, each with leading axis of length ``members``, optional
     rtol, atol : float or array_like broadcastable to the state shape
     method : {'dopri5', 'bosh3'}
@@ -276,7 +291,9 @@ def _run_local(func, Y0, args, tab, method, t_arr, rtol_f, atol_f, opts, bounds,
     fixed = (t_arr, np.ascontiguousarray(Y0.reshape(members, n)), shape, args, rtol_f, atol_f, tab.A_arr,
              tab.b_arr, tab.b_err_arr, tab.c_arr, tab.P_arr, tab.error_order,
              float(opts.get("first_step") or 0.0), float(opts.get("max_step") or np.inf),
-             int(opts.get("max_steps") or DEFAULT_MAX_STEPS), beta, stretch, res["ys"], res["status"],
+             int(opts.get("max_steps") or DEFAULT_MAX_STEPS), beta, stretch, tab.b_err3_arr, tab.n_extra,
+             tab.stiff_bound, _no_events(t_arr[0], n, shape), jumps_inside(opts.get("jump_t"), t_arr[0], t_arr[-1]),
+             float(opts.get("min_step") or 0.0), res["ys"], res["status"],
              res["rows"], res["nfe"], res["n_acc"], res["n_rej"], res["t_stop"], res["h_stop"])
     n_before = len(runner.overloads)
     tick = time.perf_counter()

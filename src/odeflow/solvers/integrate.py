@@ -16,6 +16,7 @@ import numpy as np
 from odeflow.errors import (
     InputError, InputTypeError, MaxStepsExceededError, NonFiniteDerivativeError, ShapeError,
     SolverError, StepSizeUnderflowError)
+from odeflow.solvers import events as _events
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import OPTIONS, is_jitted
@@ -23,7 +24,9 @@ from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.stiffness import explain
 from odeflow.solvers.tableau import TABLEAUX
-from odeflow.solvers.validate import as_state, as_times, as_tolerance, check_options, distinct_times
+from odeflow.solvers.jumps import jumps_inside
+from odeflow.solvers.validate import (
+    as_state, as_times, as_tolerance, check_options, check_step_resolution, distinct_times)
 
 __all__ = ["odeint", "solve", "METHODS", "method_kind"]
 
@@ -35,6 +38,8 @@ STATUS = {
     _loop.UNDERFLOW: ("step_size_underflow", StepSizeUnderflowError),
     _loop.MAX_STEPS: ("max_steps_exceeded", MaxStepsExceededError),
     _loop.NONFINITE: ("nonfinite_derivative", NonFiniteDerivativeError),
+    _loop.EVENT: ("event", None),
+    _loop.MIN_STEP: ("step_size_underflow", StepSizeUnderflowError),
 }
 
 # per jitted func: the loops compiled with func closed over, built on first use
@@ -42,21 +47,28 @@ _compiled = weakref.WeakKeyDictionary()
 _FACTORIES = {"adaptive": _loop.make_adaptive_loop, "fixed": _loop.make_fixed_loop}
 
 
-def _run(kind, func, args, shape):
-    """Run the ``kind`` loop as Python, or compiled whole when ``func`` is jitted.
+def _run(kind, func, args, shape, events=()):
+    """Run the ``kind`` loop as Python, or compiled whole when ``func`` and every
+    event function are jitted.
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
-    if not is_jitted(func):
-        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False))(*args), 0.0
+    if not (is_jitted(func) and _events.is_compiled(events)):
+        step = (_events.make_event_step(_events.make_event_function(events, jitted=False), jitted=False)
+                if events else _events.no_event_step)
+        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False), step)(*args), 0.0
     loops = _compiled.get(func)
     if loops is None:
         loops = _compiled[func] = {}
-    key = (kind, len(shape) == 1)
+    key = (kind, len(shape) == 1, tuple(events))
     runner = loops.get(key)
     if runner is None:
+        step = _events.no_event_step
+        if events:
+            step = _events.make_event_step(
+                _events.make_event_function(events, jitted=True, flat=key[1]), jitted=True)
         runner = loops[key] = numba.njit(**OPTIONS)(
-            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1])))
+            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1]), step))
     n_before = len(runner.overloads)
     start = time.perf_counter()
     try:
@@ -128,6 +140,7 @@ def prepare(func, y0, t, rtol, atol, method, options):
     y0 = as_state(y0)
     t = as_times(t)
     opts = check_options(options, method_kind(method), method)
+    check_step_resolution(opts, t[0])
     eps = np.finfo(y0.dtype).eps
     rtol = as_tolerance(rtol, "rtol", y0.shape, y0.dtype,
                         minimum=100 * eps if tab is None or tab.adaptive else None)
@@ -136,7 +149,7 @@ def prepare(func, y0, t, rtol, atol, method, options):
 
 
 def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True,
-          batch_axis=None):
+          batch_axis=None, events=None):
     """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
 
     Parameters
@@ -167,12 +180,18 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         Adaptive methods: ``first_step`` (default: HNW §II.4 algorithm),
         ``max_step`` (default inf), ``max_steps`` (accepted + rejected, default
         100000), ``controller`` (``"pi"``, Hairer's DOPRI5, default; or ``"i"``,
-        scipy's RK45 rule). Fixed-step methods: ``step_size`` (default: step
-        from one output time to the next; outputs always land on nodes),
-        ``max_steps``. ``radau``: ``first_step``, ``max_step``, ``max_steps``
-        and ``jac`` (``jac(t, y) -> df/dy``, shape ``(n, n)`` for the flattened
-        state; default: finite differences). An option of another method
-        raises InputError naming the option and the method.
+        scipy's RK45 rule), ``min_step`` (a smaller step wanted by the
+        controller raises StepSizeUnderflowError; default none). Fixed-step
+        methods: ``step_size`` (default: step from one output time to the
+        next; outputs always land on nodes), ``max_steps``. Every explicit
+        method: ``jump_t`` (times where ``func`` jumps: steps end there and
+        ``func`` is evaluated on each side, see :mod:`odeflow.solvers.jumps`),
+        ``event_samples`` (sub-intervals per step searched for sign changes
+        of the event functions, default 4; 1 looks at the step ends only).
+        ``radau``: ``first_step``, ``max_step``, ``max_steps`` and ``jac``
+        (``jac(t, y) -> df/dy``, shape ``(n, n)`` for the flattened state;
+        default: finite differences). An option of another method raises
+        InputError naming the option and the method.
     dense_output : bool, default True
         Keep every accepted step's interpolation polynomial (memory grows with
         the number of steps) for :meth:`Solution.interpolate`,
@@ -183,6 +202,16 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         step size, error norm and ``stats``; ``t`` may then be ``(batch, m)``
         (one row per sample) and ``func`` gets ``t`` of shape ``(batch,)``. See
         :mod:`odeflow.solvers.batch` (no dense output in this mode).
+    events : callable or list of callables ``g(t, y) -> float``, optional
+        Event functions (scipy's ``solve_ivp`` meaning and attributes
+        ``terminal``, ``direction``): zeros of ``g`` along the solution are
+        located on each accepted step's interpolant, with no extra evaluation
+        of ``func`` (see :mod:`odeflow.solvers.events`). Found in
+        :attr:`Solution.t_events` and :attr:`Solution.y_events`. A terminal
+        event ends the solve there: ``status == "event"``, and only the output
+        times up to the event are returned. With an ``@njit`` ``func`` and
+        ``@njit`` event functions the events are located inside the compiled
+        loop.
 
     Returns
     -------
@@ -197,7 +226,8 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     ------
     InputTypeError, InputError, ShapeError
         Bad arguments (before any evaluation of ``func``), or ``func`` returning
-        the wrong shape at the first evaluation.
+        the wrong shape at the first evaluation; an event function that raises
+        or returns a non-scalar or non-finite value (named by index and name).
     StepSizeUnderflowError, MaxStepsExceededError, NonFiniteDerivativeError
         The solve started but could not finish; the exception carries ``t``,
         ``h`` and the partial ``solution``.
@@ -210,30 +240,48 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
            Equations I", 2nd ed., Springer 1993, §II.4-II.6 and §IV.2.
     """
     if batch_axis is not None:
+        if events is not None:
+            raise InputError("`events` cannot be combined with `batch_axis` (per-sample stepping); "
+                             "solve the samples separately, or without batch_axis")
         from odeflow.solvers.batch import solve_batch
         return solve_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options)
-    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output))
+    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output), events=events)
 
 
-def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None):
+def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None,
+           events=None):
     """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t``.
 
     Same arguments and errors as :func:`solve`; returns only the array of shape
     ``(len(t), *y0.shape)`` (torchdiffeq's convention) and keeps no step record.
+    ``events`` is refused (InputError): ``odeint`` could neither report the
+    events nor return fewer rows after a terminal one; use :func:`solve`
+    (``events=``) or :func:`odeflow.odeint_event`.
     """
+    refuse_events(events)
     if batch_axis is not None:
         return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
                      batch_axis=batch_axis).y
     return _solve(func, y0, t, rtol, atol, method, options, store=False).y
 
 
-def _solve(func, y0, t, rtol, atol, method, options, store):
+def refuse_events(events):
+    """``odeint`` takes no events: the InputError that says where to go instead."""
+    if events is not None:
+        raise InputError("`events`: odeint returns only y at the times t, so it can neither report "
+                         "events nor stop at a terminal one; use odeflow.solve(..., events=...) "
+                         "(t_events, y_events) or odeflow.odeint_event (the event time and state, "
+                         "differentiable)")
+
+
+def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
     tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
     u, index = distinct_times(t)
     if index is None:
-        return _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store)
+        return _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events)
     try:  # repeated times: solve on the distinct ones, then copy rows
-        return expand_rows(_solve_distinct(func, tab, y0, u, rtol, atol, method, opts, store), t, index)
+        return expand_rows(_solve_distinct(func, tab, y0, u, rtol, atol, method, opts, store, events),
+                           t, index)
     except SolverError as exc:
         if exc.solution is not None:
             expand_rows(exc.solution, t, index)
@@ -248,21 +296,29 @@ def expand_rows(sol, t, index):
     return sol
 
 
-def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
+def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
+    ev_fns, ev_terminal, ev_direction = _events.as_events(events)
+    if tab is None and ev_fns:
+        raise InputError("`events` are not supported by method='radau' yet; use an explicit method "
+                         "(dopri5, tsit5, dop853...) with events")
     shape = y0.shape
     flat = y0.reshape(-1)  # y0 is a fresh contiguous copy: a view
     stats = {"nfe": 0, "n_steps": 0, "n_accepted": 0, "n_rejected": 0}
+    no_events = _events.split_events(ev_fns, np.empty(0), np.empty(0, np.int64),
+                                     np.empty((0, flat.size), y0.dtype), shape) if events is not None else None
     if t.size == 1:
         return Solution(t.copy(), y0[None].copy(), stats, "success", "nothing to integrate: len(t) == 1",
-                        method=method, t_span=(t[0], t[0]),
+                        method=method, t_span=(t[0], t[0]), events=no_events,
                         record=("dense", np.empty(0), np.empty(0), np.empty((0, flat.size)),
                                 np.empty((0, flat.size, 1)), flat))
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
+    jumps = jumps_inside(opts.get("jump_t"), t[0], t[-1])
     if tab is not None and not tab.adaptive:
-        grid, is_output = fixed_grid(t, opts.get("step_size"), max_steps, method)
+        grid, is_output, is_jump = fixed_grid(t, opts.get("step_size"), max_steps, method, jumps)
     if flat.size == 0:  # nothing to integrate: every row is the empty state
         return Solution(t.copy(), np.empty((t.size,) + shape, y0.dtype), stats, "success",
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
+                        events=no_events,
                         record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
     f0 = first_derivative(func, t[0], flat, shape)
     if not all_finite(f0):
@@ -272,42 +328,59 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
+    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape),
+          int(opts.get("event_samples") or _events.SAMPLES_PER_STEP))
     if tab is None:
         stats, record, hint, out, seconds = _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store)
         status, ys, rows, t_stop, h, y_stop = out[:6]
         ys, y_stop = ys.astype(y0.dtype, copy=False), y_stop.astype(y0.dtype, copy=False)
+        ev_t, ev_k, ev_y, ev_code = np.empty(0), np.empty(0, np.int64), np.empty((0, flat.size)), _loop.NO_EVENT
     elif tab.adaptive:
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         max_step = float(opts.get("max_step") or np.inf)
         args = (t, flat, f0, shape, rtol, atol, tab.A_arr, tab.b_arr, tab.b_err_arr, tab.c_arr,
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
-                max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound)
-        out, seconds = _run("adaptive", func, args, shape)
+                max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound,
+                ev, jumps, float(opts.get("min_step") or 0.0))
+        out, seconds = _run("adaptive", func, args, shape, ev_fns)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
         stiff_at = None if np.isnan(out[13]) else float(out[13])
+        ev_t, ev_k, ev_y, ev_code = out[15:]
         stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
                  "stiff_at": stiff_at}
         hint = explain(stiff_at, out[14], y_stop, shape, tab.stiff_bound,
                        status in (_loop.MAX_STEPS, _loop.UNDERFLOW))
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
-        args = (grid, is_output, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store)
-        out, seconds = _run("fixed", func, args, shape)
-        status, ys, rows, t_stop, h, nfe, n_steps, rec_y = out
+        args = (grid, is_output, is_jump, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
+        out, seconds = _run("fixed", func, args, shape, ev_fns)
+        status, ys, rows, t_stop, h, nfe, n_steps, rec_y, ev_t, ev_k, ev_y, ev_code = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
         hint = ""
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
+        if store and status == _loop.EVENT:  # the last node is the event, inside the last step
+            record = ("nodes", np.append(grid[:n_steps], t_stop), np.concatenate([rec_y[:n_steps], ev_y[-1:]]))
     if seconds:
         stats["compile_seconds"] = seconds
     if status == _loop.BAD_SIZE:  # only a jitted func gets here: Python ones are checked per call
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; in the step "
                          f"starting at t = {float(t_stop)!r} it returned an array of a different size")
+    if status == _loop.EVENT_NONFINITE:  # only jitted event functions get here
+        k = -ev_code - 2
+        raise InputError(f"event function {_events.event_name(ev_fns[k], k)} returned a non-finite "
+                         f"value in the step starting at t = {float(t_stop)!r}; it must be finite")
     name, error = STATUS[status]
     ys = ys[:rows].reshape((rows,) + shape)
-    message = "reached the end of the interval" if error is None else failure_message(
-        status, method, t_stop, h, stats, opts) + hint
+    if status == _loop.EVENT:
+        message = (f"terminal event {_events.event_name(ev_fns[ev_code], ev_code)} occurred at "
+                   f"t = {float(t_stop)!r}")
+    else:
+        message = "reached the end of the interval" if error is None else failure_message(
+            status, method, t_stop, h, stats, opts) + hint
     sol = Solution(t[:rows].copy(), ys, stats, name, message, method=method,
-                   t_span=(t[0], t_stop if error else t[-1]), record=record)
+                   t_span=(t[0], t_stop if (error or status == _loop.EVENT) else t[-1]), record=record,
+                   events=(_events.split_events(ev_fns, ev_t, ev_k, ev_y, shape) if events is not None
+                           else None))
     if error is not None:
         raise error(message, t=t_stop, h=h, solution=sol)
     return sol
@@ -341,14 +414,20 @@ def _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store):
     return stats, record, hint, out, seconds
 
 
-def fixed_grid(t, step_size, max_steps, method):
-    """Nodes of a fixed-step solve and which of them are outputs.
+def fixed_grid(t, step_size, max_steps, method, jumps=None):
+    """Nodes of a fixed-step solve, which of them are outputs and which are jumps.
 
     The output times plus, when ``step_size`` is given, a uniform grid from
     ``t[0]`` in the direction of ``t``; a uniform node within 1e-6 steps of an
-    output time is dropped (no sliver steps from rounding). The number of steps
-    is checked against ``max_steps`` before anything is allocated.
+    output time is dropped (no sliver steps from rounding). The jump times
+    ``jumps`` (inside the interval, see :mod:`odeflow.solvers.jumps`) are nodes
+    too, like output times. The number of steps is checked against
+    ``max_steps`` before anything is allocated.
     """
+    if jumps is not None and jumps.size:
+        nodes = np.union1d(t, jumps)
+        grid, _, _ = fixed_grid(nodes if t[-1] > t[0] else nodes[::-1], step_size, max_steps, method)
+        return grid, np.isin(grid, t), np.isin(grid, jumps)
     if step_size is None:
         n_steps = t.size - 1
     else:
@@ -360,7 +439,7 @@ def fixed_grid(t, step_size, max_steps, method):
             f"{step_size!r}, more than options['max_steps'] = {max_steps}", t=t[0],
             h=float(step_size if step_size is not None else t[1] - t[0]))
     if step_size is None:
-        return t.copy(), np.ones(t.size, dtype=np.bool_)
+        return t.copy(), np.ones(t.size, dtype=np.bool_), np.zeros(t.size, dtype=np.bool_)
     direction = 1.0 if t[-1] > t[0] else -1.0
     uniform = t[0] + direction * step_size * np.arange(int(n) + 1)
     uniform = uniform[direction * (uniform - t[-1]) < 0]
@@ -370,7 +449,7 @@ def fixed_grid(t, step_size, max_steps, method):
     grid = np.union1d(uniform[~near], t)
     if direction < 0:
         grid = grid[::-1]
-    return grid, np.isin(grid, t)
+    return grid, np.isin(grid, t), np.zeros(grid.size, dtype=np.bool_)
 
 
 def failure_message(status, method, t, h, stats, opts):
@@ -378,6 +457,10 @@ def failure_message(status, method, t, h, stats, opts):
     if status == _loop.UNDERFLOW:
         return (f"{method}: step size underflow {where}: the tolerances cannot be met with a step "
                 f"that still changes t (a singularity or a very stiff problem?)")
+    if status == _loop.MIN_STEP:
+        return (f"{method}: the step size needed at t = {float(t)!r} is below options['min_step'] = "
+                f"{opts.get('min_step')!r} (last step tried h = {float(h)!r}, after {stats['n_steps']} "
+                f"steps, {stats['nfe']} evaluations)")
     if status == _loop.MAX_STEPS:
         return (f"{method}: more than options['max_steps'] = {opts.get('max_steps') or DEFAULT_MAX_STEPS} "
                 f"steps needed; stopped {where}")

@@ -14,7 +14,7 @@ import numpy as np
 from odeflow.solvers.jit import kernel
 
 __all__ = ["combine", "error_ratio", "error_ratio_dop853", "error_shares", "stiffness_estimate",
-           "scaled_rms", "dense_eval", "dense_coefficients", "all_finite"]
+           "scaled_rms", "dense_eval", "dense_eval_scratch", "dense_coefficients", "all_finite"]
 
 
 @kernel(inline=True)
@@ -166,9 +166,15 @@ def dense_eval(y0, h, K, P, theta, out):
     (HNW §II.6, dense output). Weights per stage are formed first so the cost
     is ``O(s*p + s*n)``.
     """
+    dense_eval_scratch(y0, h, K, P, theta, np.empty(P.shape[0]), out)
+
+
+@kernel(inline=True)
+def dense_eval_scratch(y0, h, K, P, theta, w, out):
+    """:func:`dense_eval` with the stage weights in the scratch ``w`` (float64, shape (s,)),
+    for callers that interpolate several times per step (event location) and allocate nothing."""
     s, p = P.shape
     n = y0.shape[0]
-    w = np.empty(s)
     for i in range(s):
         acc = 0.0
         power = theta

@@ -31,6 +31,8 @@ from odeflow.solvers.stiffness import stiffness_step
 from odeflow.solvers.controller import (
     PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at, next_attempt,
     reject_factor)
+from odeflow.solvers.events import NONE as NO_EVENT, grown, no_event_step
+from odeflow.solvers.jumps import after_jump, clip_to_jump, stage_time
 from odeflow.solvers.kernels import (
     all_finite, combine, dense_coefficients, dense_eval, error_ratio, error_ratio_dop853,
     error_shares, scaled_rms, stiffness_estimate)
@@ -44,6 +46,9 @@ UNDERFLOW = 1
 MAX_STEPS = 2
 NONFINITE = 3
 BAD_SIZE = 4   # func returned an array whose size differs from y0's
+EVENT = 5      # a terminal event stopped the solve (odeflow.solvers.events)
+EVENT_NONFINITE = 6  # an event function returned inf or NaN
+MIN_STEP = 7   # the controller asked for a step below options["min_step"]
 
 
 def make_evaluator(func, jitted, flat=False):
@@ -95,16 +100,29 @@ def _grow(arr, cap):
     return new
 
 
-def make_adaptive_loop(evaluate):
+@kernel
+def _event_buffers(ev, y0, s):
+    """Counters, scratch and an empty record for the events ``ev = (terminal, direction, g0, samples)``
+    of a method with ``s`` stages."""
+    n_ev = ev[0].shape[0]
+    n = y0.shape[0]
+    return (np.zeros(n_ev, np.int64), ev[2].copy(), np.empty(n_ev), np.empty(n_ev),
+            np.empty_like(y0), np.empty(s), np.empty(8), np.empty(8, np.int64),
+            np.empty((8, n), y0.dtype))
+
+
+def make_adaptive_loop(evaluate, event_step=no_event_step):
     """The adaptive loop with ``evaluate`` (from :func:`make_evaluator`) closed over.
 
     Closing over it lets Numba compile ``func`` into the loop as a constant
     when ``func`` is jitted; in Python the factory costs one closure per solve.
+    ``event_step``: from :func:`odeflow.solvers.events.make_event_step`, run
+    after every accepted step when there are events.
     """
 
     def adaptive_loop(t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
                       first_step, max_step, max_steps, beta, stretch, store,
-                      b_err3, n_extra, stiff_bound):
+                      b_err3, n_extra, stiff_bound, ev, jumps, min_step_opt):
         """Integrate with an embedded FSAL pair and dense output at ``t_out``.
 
         Parameters
@@ -126,15 +144,21 @@ def make_adaptive_loop(evaluate):
             interpolate (DOP853: 3; the stages per attempt are ``s = len(c) - n_extra``).
         stiff_bound : float, Hairer's stiffness test runs when > 0 (see
             :func:`odeflow.solvers.stiffness.stiffness_step`).
+        ev : tuple ``(terminal, direction, g0, samples)`` of the events (length-0 arrays for
+            none), see :mod:`odeflow.solvers.events`; ``g0`` their values at ``(t0, y0)``.
+        jumps : ndarray, float64, shape (J,), the jump times inside the interval in the
+            direction of integration (:mod:`odeflow.solvers.jumps`).
+        min_step_opt : float, ``options["min_step"]`` (0 for none).
 
         Returns
         -------
         tuple ``(status, ys, rows_done, t, h, y, nfe, n_accepted, n_rejected,
-        rec_t, rec_h, rec_y, rec_Q, stiff_at, blame)`` where ``t``, ``y`` are the
-        time and state reached and ``h`` the last step tried; ``stiff_at`` is
-        where the stiffness test first fired (NaN if never) and ``blame`` (shape
-        (n,)) each component's share of the squared error norm of the last
-        rejected steps (halved at every further rejection; zeros if none).
+        rec_t, rec_h, rec_y, rec_Q, stiff_at, blame, ev_t, ev_k, ev_y, ev_code)`` where
+        ``t``, ``y`` are the time and state reached and ``h`` the last step tried;
+        ``stiff_at`` is where the stiffness test first fired (NaN if never) and
+        ``blame`` (shape (n,)) each component's share of the squared error norm of
+        the last rejected steps (halved at every further rejection; zeros if none);
+        ``ev_*`` the events found and the code of the last event step.
         """
         n = y0.shape[0]
         m = t_out.shape[0]
@@ -160,6 +184,12 @@ def make_adaptive_loop(evaluate):
         rec_h = np.empty(cap)
         rec_y = np.empty((cap, n), y0.dtype)
         rec_Q = np.empty((cap, n, P.shape[1]), y0.dtype)
+
+        n_ev = ev[0].shape[0]
+        counts, g_left, g_right, roots, work, w, ev_t, ev_k, ev_y = _event_buffers(ev, y0, s)
+        n_found = 0
+        ev_code = NO_EVENT
+        jn = 0                    # next jump time
 
         t = t0
         h = 0.0
@@ -194,16 +224,23 @@ def make_adaptive_loop(evaluate):
                 if h_abs < min_step:
                     status = NONFINITE if nonfinite_last else UNDERFLOW
                     break
+                if h_abs < min_step_opt:
+                    status = MIN_STEP
+                    break
                 if n_acc + n_rej >= max_steps:
                     status = MAX_STEPS
                     break
                 t_new, h = next_attempt(t, t_end, h_abs, direction, stretch)
+                at_jump = False
+                if jn < jumps.shape[0]:
+                    t_new, h, at_jump = clip_to_jump(t, t_new, h, h_abs, jumps[jn], direction, stretch)
+                h_proposed = h_abs
                 h_abs = abs(h)
 
                 for i in range(1, s):
                     # for an FSAL pair the last stage state is the new solution y1
                     combine(y, h, K, A[i], i, y1)
-                    ok = evaluate(t + c[i] * h, y1, shape, K[i]) and ok
+                    ok = evaluate(stage_time(t, c[i], h, at_jump, t_new), y1, shape, K[i]) and ok
                     if i == s - 2 and stiff_bound > 0.0:
                         y_prev[:] = y1
                 nfe += s - 1
@@ -220,18 +257,30 @@ def make_adaptive_loop(evaluate):
                         hl = stiffness_estimate(h, K[s - 1], K[s - 2], y1, y_prev)
                         if stiffness_step(stiff, hl, stiff_bound, t):
                             stiff_at = stiff[2]
-                    if n_extra > 0 and (store or (j < m and direction * (t_out[j] - t_new) < 0.0)):
+                    if n_extra > 0 and (store or n_ev > 0 or (j < m and direction * (t_out[j] - t_new) < 0.0)):
                         for i in range(s, s + n_extra):  # the dense output's own stages
                             combine(y, h, K, A[i], i, y_prev)
-                            ok = evaluate(t + c[i] * h, y_prev, shape, K[i]) and ok
+                            ok = evaluate(stage_time(t, c[i], h, at_jump, t_new), y_prev, shape, K[i]) and ok
                         nfe += n_extra
                         if not ok:
                             status = BAD_SIZE
                             break
                     factor = accept_factor(err, err_prev, exponent, beta, rejected_last)
                     err_prev = max(err, PI_ERR_PREV0)
-                    # outputs inside (t, t_new] from the continuous extension
-                    while j < m and direction * (t_out[j] - t_new) <= 0.0:
+                    t_fill = t_new  # outputs up to here: a terminal event ends the step early
+                    if n_ev > 0:
+                        if n_found + ev[3] * n_ev > ev_t.shape[0]:
+                            ev_t, ev_k, ev_y = grown(ev_t, ev_k, ev_y, n_found + ev[3] * n_ev)
+                        n_found, ev_code = event_step(
+                            t, h, t_new, y, K, P, y1, shape, ev, counts, g_left, g_right,
+                            roots, work, w, ev_t, ev_k, ev_y, n_found)
+                        if ev_code >= 0:
+                            t_fill = ev_t[n_found - 1]
+                        elif ev_code != NO_EVENT:
+                            status = EVENT_NONFINITE
+                            break
+                    # outputs inside (t, t_fill] from the continuous extension
+                    while j < m and direction * (t_out[j] - t_fill) <= 0.0:
                         if t_out[j] == t_new:
                             ys[j] = y1
                         else:
@@ -249,10 +298,22 @@ def make_adaptive_loop(evaluate):
                         rec_y[n_acc] = y
                         dense_coefficients(K, P, rec_Q[n_acc])
                     n_acc += 1
+                    if ev_code >= 0:
+                        t = t_fill
+                        y[:] = ev_y[n_found - 1]
+                        status = EVENT
+                        break
                     t = t_new
                     y[:] = y1
-                    K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
                     h_abs *= factor
+                    if at_jump:  # no FSAL across a jump: the right limit f(T+, y(T))
+                        jn += 1
+                        ok = evaluate(after_jump(t, direction), y, shape, K[0])
+                        nfe += 1
+                        status = SUCCESS if ok else BAD_SIZE
+                        h_abs = max(h_abs, h_proposed)  # the step was cut short by the jump
+                    else:
+                        K[0] = K[s - 1]   # FSAL: f(t_new, y1) is the next first stage
                     break
                 n_rej += 1
                 if math.isfinite(err):
@@ -266,24 +327,30 @@ def make_adaptive_loop(evaluate):
                 break
         n_rec = n_acc if store else 0
         return (status, ys, j, t, h, y, nfe, n_acc, n_rej,
-                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec], stiff_at, blame)
+                rec_t[:n_rec], rec_h[:n_rec], rec_y[:n_rec], rec_Q[:n_rec], stiff_at, blame,
+                ev_t[:n_found], ev_k[:n_found], ev_y[:n_found], ev_code)
 
     return adaptive_loop
 
 
-
-def make_fixed_loop(evaluate):
+def make_fixed_loop(evaluate, event_step=no_event_step):
     """The fixed-step loop with ``evaluate`` closed over (see :func:`make_adaptive_loop`)."""
 
-    def fixed_loop(grid, is_output, y0, f0, shape, A, b, c, store):
+    def fixed_loop(grid, is_output, is_jump, y0, f0, shape, A, b, c, store, ev):
         """Integrate with a fixed-step Runge–Kutta method over the nodes ``grid``.
 
         ``grid`` (float64, shape (g,)) holds every step boundary, the output times
         among them (``is_output``, bool, shape (g,)), so outputs need no
-        interpolation; ``f0 = func(t0, y0)`` (flat) is the first step's first
+        interpolation; ``is_jump`` (bool, shape (g,)) marks the jump times of
+        :mod:`odeflow.solvers.jumps`, seen from the left by the step ending
+        there and from the right by the next; ``f0 = func(t0, y0)`` (flat) is the first step's first
         stage. Returns ``(status, ys, rows_done, t, h, nfe, n_steps,
-        rec_y)`` where ``rec_y`` (shape (g, n) when ``store``) holds the state at
-        every node. A non-finite state stops the loop with ``NONFINITE``.
+        rec_y, ev_t, ev_k, ev_y, ev_code)`` where ``rec_y`` (shape (g, n) when
+        ``store``) holds the state at every node. A non-finite state stops the
+        loop with ``NONFINITE``. Events (``ev`` as for the adaptive loop) are
+        located on the linear interpolant between nodes (what
+        :meth:`odeflow.Solution.interpolate` returns); after a terminal event
+        ``t`` is the event time and ``n_steps`` counts the step it ended.
         """
         n = y0.shape[0]
         g = grid.shape[0]
@@ -305,28 +372,56 @@ def make_fixed_loop(evaluate):
         h = 0.0
         t = grid[0]
         K[0] = f0
+        n_ev = ev[0].shape[0]
+        counts, g_left, g_right, roots, work, w, ev_t, ev_k, ev_y = _event_buffers(ev, y0, 1)
+        n_found = 0
+        ev_code = NO_EVENT
+        slope = np.empty((1, n), y0.dtype)   # linear interpolant (y1 - y) / h, with P = [[1]]
+        linear = np.ones((1, 1))
         for k in range(g - 1):
             t = grid[k]
             h = grid[k + 1] - t
             ok = True
             if k > 0:
-                ok = evaluate(t, y, shape, K[0])
+                ok = evaluate(after_jump(t, h) if is_jump[k] else t, y, shape, K[0])
                 nfe += 1
             for i in range(1, s):
                 combine(y, h, K, A[i], i, stage)
-                ok = evaluate(t + c[i] * h, stage, shape, K[i]) and ok
+                ok = evaluate(stage_time(t, c[i], h, is_jump[k + 1], grid[k + 1]), stage, shape,
+                              K[i]) and ok
             nfe += s - 1
             if not ok:
-                return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y)
+                return (BAD_SIZE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found], ev_k[:n_found],
+                        ev_y[:n_found], ev_code)
             combine(y, h, K, b, s, stage)
             if not all_finite(stage):
-                return (NONFINITE, ys, j, t, h, nfe, k, rec_y)
+                return (NONFINITE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found], ev_k[:n_found],
+                        ev_y[:n_found], ev_code)
+            if n_ev > 0:
+                for i in range(n):
+                    slope[0, i] = (stage[i] - y[i]) / h
+                if n_found + ev[3] * n_ev > ev_t.shape[0]:
+                    ev_t, ev_k, ev_y = grown(ev_t, ev_k, ev_y, n_found + ev[3] * n_ev)
+                n_found, ev_code = event_step(
+                    t, h, grid[k + 1], y, slope, linear, stage, shape, ev, counts, g_left,
+                    g_right, roots, work, w, ev_t, ev_k, ev_y, n_found)
+                if ev_code >= 0:
+                    t_ev = ev_t[n_found - 1]
+                    if t_ev == grid[k + 1] and is_output[k + 1]:
+                        ys[j] = stage
+                        j += 1
+                    return (EVENT, ys, j, t_ev, h, nfe, k + 1, rec_y, ev_t[:n_found], ev_k[:n_found],
+                            ev_y[:n_found], ev_code)
+                if ev_code != NO_EVENT:
+                    return (EVENT_NONFINITE, ys, j, t, h, nfe, k, rec_y, ev_t[:n_found],
+                            ev_k[:n_found], ev_y[:n_found], ev_code)
             y[:] = stage
             if store:
                 rec_y[k + 1] = y
             if is_output[k + 1]:
                 ys[j] = y
                 j += 1
-        return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y)
+        return (SUCCESS, ys, j, grid[g - 1], h, nfe, g - 1, rec_y, ev_t[:n_found], ev_k[:n_found],
+                ev_y[:n_found], ev_code)
 
     return fixed_loop

@@ -23,13 +23,19 @@ class Solution:
         ``n_accepted``, ``n_rejected``; ``compile_seconds`` when a jitted
         ``func`` made odeflow compile its whole-solve loop in this call.
     status : str
-        ``"success"``, ``"step_size_underflow"``, ``"max_steps_exceeded"`` or
-        ``"nonfinite_derivative"``.
+        ``"success"``, ``"event"`` (a terminal event stopped the solve: the
+        outputs end at the last requested time before it), ``"step_size_underflow"``,
+        ``"max_steps_exceeded"`` or ``"nonfinite_derivative"``.
     message : str
-        Human-readable account of ``status``.
+        Human-readable account of ``status`` (names the terminal event).
+    t_events : list of ndarray, float64, shape (count_k,), or None
+        With ``events=``: the times of each event function's events, in order
+        (scipy's ``solve_ivp`` layout); None without events.
+    y_events : list of ndarray, shape (count_k, *y0.shape), or None
+        The states at those times (from the step's interpolant).
     """
 
-    def __init__(self, t, y, stats, status, message, *, method, t_span, record=None):
+    def __init__(self, t, y, stats, status, message, *, method, t_span, record=None, events=None):
         self.t = t
         self.y = y
         self.stats = stats
@@ -38,10 +44,12 @@ class Solution:
         self.method = method
         self._t_span = t_span      # (t0, t_reached)
         self._record = record      # step record for interpolate (None: dense_output=False)
+        self.t_events, self.y_events = events if events is not None else (None, None)
 
     @property
     def success(self) -> bool:
-        return self.status == "success"
+        """True on reaching the end or stopping at a terminal event (scipy's ``status >= 0``)."""
+        return self.status in ("success", "event")
 
     def _steps_record(self):
         if self._record is None:

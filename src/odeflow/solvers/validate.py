@@ -18,8 +18,9 @@ from odeflow.solvers.kernels import all_finite
 __all__ = ["as_state", "as_times", "distinct_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
 OPTION_KEYS = {
-    "adaptive": ("first_step", "max_step", "max_steps", "controller"),
-    "fixed": ("step_size", "max_steps"),
+    "adaptive": ("first_step", "max_step", "max_steps", "controller", "min_step", "jump_t",
+                 "event_samples"),
+    "fixed": ("step_size", "max_steps", "jump_t", "event_samples"),
     "radau": ("first_step", "max_step", "max_steps", "jac"),
 }
 
@@ -175,7 +176,7 @@ def check_options(options, kind, method, name="options"):
             raise InputError(f"`{name}` key {key!r} does not apply to method {method!r}; "
                              f"valid keys: {', '.join(valid)}")
     out = dict(options)
-    for key in ("first_step", "step_size"):
+    for key in ("first_step", "step_size", "min_step"):
         if key in out and out[key] is not None:
             v = out[key]
             if not (_number(v) and np.isfinite(v) and v > 0):
@@ -184,13 +185,44 @@ def check_options(options, kind, method, name="options"):
         v = out["max_step"]
         if not (_number(v) and v > 0 and not np.isnan(v)):
             raise InputError(f"`{name}['max_step']` must be a positive number (inf allowed); got {v!r}")
-    if out.get("max_steps") is not None:
-        v = out["max_steps"]
-        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"`{name}['max_steps']` must be a positive integer; got {v!r}")
+    for key in ("max_steps", "event_samples"):
+        v = out.get(key)
+        if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+                              or v < 1):
+            raise InputError(f"`{name}['{key}']` must be a positive integer; got {v!r}")
     if out.get("jac") is not None and not callable(out["jac"]):
         raise InputTypeError(f"`{name}['jac']` must be callable as jac(t, y) -> df/dy of shape (n, n); "
                              f"got {type(out['jac']).__name__}")
     if out.get("controller") is not None and out["controller"] not in ("pi", "i"):
         raise InputError(f"`{name}['controller']` must be 'pi' or 'i'; got {out['controller']!r}")
+    if out.get("jump_t") is not None:
+        out["jump_t"] = check_jump_t(out["jump_t"], name)
+    if out.get("min_step") is not None and out.get("max_step") is not None \
+            and out["min_step"] > out["max_step"]:
+        raise InputError(f"`{name}['min_step']` = {out['min_step']!r} exceeds `{name}['max_step']` "
+                         f"= {out['max_step']!r}")
     return out
+
+
+def check_jump_t(value, name="options"):
+    """``options["jump_t"]`` as finite float64 values, shape (J,) (Tensors give their data)."""
+    data = getattr(value, "data", value) if not isinstance(value, (list, tuple)) else [
+        getattr(v, "data", v) for v in value]
+    arr = _real_array(data, f"{name}['jump_t']", "a 1-D array of real times").astype(np.float64)
+    arr = arr.reshape(-1)
+    if not np.all(np.isfinite(arr)):
+        i = int(np.argmax(~np.isfinite(arr)))
+        raise InputError(f"`{name}['jump_t']` must be finite; jump_t[{i}] = {float(arr[i])!r}")
+    return arr
+
+
+def check_step_resolution(options, t0, name="options"):
+    """``max_step``, ``min_step``, ``first_step`` of at least the time resolution at ``t0``
+    (10 units in the last place, the smallest step the solver can take there)."""
+    resolution = 10.0 * float(np.spacing(abs(float(t0))))
+    for key in ("max_step", "min_step", "first_step"):
+        v = options.get(key)
+        if v is not None and v < resolution:
+            raise InputError(f"`{name}['{key}']` = {v!r} is below the time resolution at "
+                             f"t0 = {float(t0)!r} ({resolution:.3g}, 10 units in the last place): "
+                             f"no step that small can change t")

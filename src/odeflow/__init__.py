@@ -8,8 +8,9 @@ the on-disk cache).
 Layers, imports pointing downwards only::
 
     models/      ODE-Net, continuous normalizing flows, latent ODE
+    regularizers kinetic energy, Jacobian Frobenius norm (RNODE), STEER
     nn/, optim   Module, Linear, MLP, GRUCell; SGD, Adam
-    adjoint      odeint_adjoint: gradients by the adjoint method
+    adjoint/     odeint_adjoint, backprop through the solver, odeint_event
     autodiff/    Tensor, VJP rules, grad / vjp
     solvers/     Dormand-Prince and friends on NumPy arrays
     errors       one exception hierarchy
@@ -40,7 +41,7 @@ _ERRORS = (
     "OdeflowError", "InputError", "InputTypeError", "ShapeError", "DataFormatError",
     "SolverError", "StepSizeUnderflowError", "MaxStepsExceededError",
     "NonFiniteDerivativeError", "GradientError", "ToleranceWarning", "GradientAccuracyWarning",
-    "TrainingError",
+    "TrainingError", "ResumeError",
 )
 for _name in _ERRORS:
     _EXPORTS[_name] = "odeflow.errors"
@@ -48,7 +49,7 @@ for _name in _ERRORS:
 __all__ = sorted(_EXPORTS)
 # subpackages reachable as attributes (odeflow.errors, odeflow.nn...) without importing them first
 _SUBMODULES = {"errors", "solvers", "autodiff", "adjoint", "nn", "optim", "models", "data", "testing",
-               "problems", "experiments"}
+               "problems", "experiments", "regularizers"}
 
 
 def __getattr__(name: str):

@@ -147,3 +147,22 @@ def test_event_function_capturing_an_ndarray_is_refused_unless_event_params_is_g
         odeflow.odeint_event(lambda t, y: -y, y0, 0.0, threshold)
     t, _ = odeflow.odeint_event(lambda t, y: -y, y0, 0.0, threshold, event_params=[], **TOL)
     np.testing.assert_allclose(t.data, np.log(1 / 0.3), atol=1e-10)
+
+
+def test_second_order_through_an_event_time_is_refused_not_silently_wrong():
+    """D = dg/dt along the solution is a constant in the IFT node, so a create_graph walk
+    would miss the curvature of t*: it raises instead of returning a wrong second derivative."""
+    from odeflow.errors import GradientError
+    h0 = Tensor(np.array(10.0), requires_grad=True)
+
+    def fall(t, y):
+        return ops.stack([y[1], Tensor(np.array(-9.81))])
+
+    t_star, _ = odeflow.odeint_event(fall, ops.stack([h0, Tensor(np.array(0.0))]), 0.0,
+                                     lambda t, y: y[0], t_max=10.0, rtol=1e-10, atol=1e-10)
+    t_star.backward()  # first order: fine
+    np.testing.assert_allclose(h0.grad.data, 1.0 / np.sqrt(2 * 9.81 * 10.0), rtol=1e-7)
+    t_star, _ = odeflow.odeint_event(fall, ops.stack([h0, Tensor(np.array(0.0))]), 0.0,
+                                     lambda t, y: y[0], t_max=10.0, rtol=1e-10, atol=1e-10)
+    with pytest.raises(GradientError, match="second-order gradients through the event time"):
+        t_star.backward(create_graph=True)

@@ -42,7 +42,7 @@ from odeflow.adjoint.discretize import odeint_backprop
 from odeflow.adjoint.params import find_params
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import gradients
-from odeflow.autodiff.tensor import Tensor, enable_grad, no_grad
+from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
 from odeflow.solvers.integrate import solve
 from odeflow.solvers.jit import is_jitted
@@ -195,6 +195,12 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
         g_expr = Tensor(np.float64(g_expr))
 
     def ift_vjp(g):
+        if is_grad_enabled():  # a create_graph walk: D and f(t*) are constants here, so the
+            # gradient's own derivative would silently miss the curvature of t*
+            raise GradientError(
+                f"odeint_event: second-order gradients through the event time of {name} are not "
+                f"available (the implicit-function formula is differentiated to first order only); "
+                f"take this gradient without create_graph=True")
         if grazing:
             raise GradientError(
                 f"odeint_event: the event of {name} at t = {t_star!r} is grazing: dg/dt along the "

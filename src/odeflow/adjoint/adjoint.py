@@ -99,8 +99,9 @@ def _backward_options(method, opts, adjoint_method, adjoint_options, adjoint_rto
     b_method = method if adjoint_method is None else adjoint_method
     if adjoint_options is not None and not isinstance(adjoint_options, dict):
         raise InputTypeError(f"`adjoint_options` must be a dict or None; got {type(adjoint_options).__name__}")
-    back = dict(adjoint_options) if adjoint_options is not None else (
-        dict(opts) if b_method == method else {})
+    # the forward options are inherited (a fixed step's step_size, max_step...) and overridden
+    back = dict(opts) if b_method == method else {}
+    back.update(adjoint_options or {})
     norm = back.pop("norm", "rms")
     if norm not in ("rms", "seminorm"):
         raise InputError(f"`adjoint_options['norm']` must be 'rms' or 'seminorm'; got {norm!r}")
@@ -187,8 +188,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     adjoint_rtol, adjoint_atol, adjoint_method : optional
         For the backward solve; default to the forward ones.
     adjoint_options : dict, optional
-        Solver options of the backward solve (default: ``options`` when the
-        method is the same), plus ``"norm"``: ``"rms"`` (default, every
+        Solver options of the backward solve, over ``options`` (inherited when
+        the method is the same: a fixed step's ``step_size`` included), plus ``"norm"``: ``"rms"`` (default, every
         channel) or ``"seminorm"`` (leave ``a_theta`` out); and the backsolve
         audit (:mod:`odeflow.adjoint.audit`): ``"on_drift"`` in
         ``{"recompute" (default), "warn", "raise", "ignore"}`` and

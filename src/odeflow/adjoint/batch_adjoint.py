@@ -121,6 +121,12 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
         return f.data, g_y, g_p
 
     def backward(g):
+        if is_grad_enabled():  # a create_graph walk: this backward pass works on arrays only
+            raise GradientError(
+                "odeint_adjoint(..., batch_axis=...) gives first-order gradients only: its per-sample "
+                "backward pass is not recorded, so create_graph=True cannot be honoured; use "
+                "odeflow.odeint(..., batch_axis=...) (backprop through the per-sample solve) or the "
+                "adjoint without batch_axis for higher orders")
         g = np.asarray(g.data, dtype=ys.dtype)
         G = np.stack([_batch.batch_layout(g[i], axis) for i in range(m)], axis=1)  # (B, m, n)
         Yf = np.stack([_batch.batch_layout(ys[i], axis) for i in range(m)], axis=1)

@@ -27,9 +27,9 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.adjoint.common import as_tensor, time_data
-from odeflow.adjoint.params import find_params
+from odeflow.adjoint.params import check_closure
 from odeflow.autodiff import ops
-from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
+from odeflow.autodiff.tensor import Tensor
 from odeflow.errors import InputTypeError
 from odeflow.solvers.validate import as_times, check_jump_t
 
@@ -72,8 +72,8 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     """``odeint_fn(func, y0, t, options=..., **kwargs)`` split at ``options["jump_t"]``.
 
     ``odeint_fn`` is :func:`odeflow.odeint_backprop` or
-    :func:`odeflow.odeint_adjoint` (``adjoint=True``: the parameters are found
-    once, from the user's ``func``, and passed to every segment). Returns the
+    :func:`odeflow.odeint_adjoint` (``adjoint=True``: the user's closure is
+    checked once; each segment finds the parameters its evaluations read). Returns the
     Tensor of shape ``(len(t), *y0.shape)``. ``stats`` (a dict) receives
     ``stats["segments"]``, one stats dict per segment, and ``stats["forward"]``
     summed over them.
@@ -92,11 +92,10 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     idx = idx[np.argsort(direction * values[idx], kind="stable")]
     if idx.size == 0:
         return odeint_fn(func, y0, t, options=opts or None, stats=stats, **kwargs)
-    if adjoint and kwargs.get("adjoint_params") is None and is_grad_enabled():
-        with enable_grad():  # the user's func, so its closure is checked (find_params)
-            y_probe = Tensor(y0.data, requires_grad=True)
-            probe = func(float(t_data[0]), y_probe)
-        kwargs["adjoint_params"] = find_params(func, (probe, y_probe)) if isinstance(probe, Tensor) else []
+    if adjoint and kwargs.get("adjoint_params") is None:
+        # the segments see a wrapper of func: check the user's closure here; each segment then
+        # finds the parameters its own evaluations read (one read only after a jump included)
+        check_closure(func)
     t_entry = (lambda i: t[i]) if isinstance(t, Tensor) and t.requires_grad else (lambda i: float(t_data[i]))
     bounds = [("t", 0)] + [("jump", int(k)) for k in idx] + [("t", t_data.size - 1)]
     b_values = np.concatenate([[t_data[0]], values[idx], [t_data[-1]]])
@@ -125,5 +124,7 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     if stats is not None:
         stats["segments"] = seg_stats
         keys = seg_stats[0].get("forward", {}).keys()
-        stats["forward"] = {k: sum(d["forward"][k] for d in seg_stats) for k in keys}
+        stats["forward"] = {k: sum(d["forward"][k] for d in seg_stats) for k in keys
+                            if all(isinstance(d["forward"].get(k), (int, float, np.integer, np.floating))
+                                   for d in seg_stats)}
     return ops.concatenate(rows, axis=0)

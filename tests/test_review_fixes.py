@@ -62,3 +62,37 @@ def test_jump_t_with_stats_through_the_adjoint():
                                 options={"jump_t": [0.5]}, stats=stats)
     assert len(stats["segments"]) == 2 and stats["forward"]["nfe"] > 0
     np.testing.assert_allclose(ys.data[-1], np.exp(-0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda: odeflow.solve(lambda t, y: -y, np.ones((3, 2)), [0.0, 1.0], method="radau", batch_axis=0),
+     odeflow.InputError, r"method 'radau' has no per-sample mode"),
+    (lambda: odeflow.solve_ensemble(lambda t, y: -y, np.ones((2, 1)), [0.0, 1.0], client="x"),
+     odeflow.InputTypeError, r"`client` must be a dask.distributed.Client; got str"),
+    (lambda: __import__("odeflow.regularizers").regularizers.odeint_regularized(
+        lambda t, z: -z, np.ones((3, 2)), [0.0, 1.0],
+        [__import__("odeflow.regularizers").regularizers.jacobian_frobenius()], rng="x"),
+     odeflow.InputTypeError, r"`rng` must be an int seed"),
+    (lambda: __import__("odeflow.regularizers").regularizers.odeint_regularized(
+        lambda t, z: -z, np.ones((3, 2)), [0.0, 1.0],
+        [__import__("odeflow.regularizers").regularizers.kinetic_energy()], rtol=np.ones(5)),
+     odeflow.ShapeError, r"`rtol` of shape \(5,\) does not broadcast"),
+    (lambda: odeflow.solve(lambda t, y: -y, [1.0], [0.0, 1.0], events=_terminal_huge()),
+     odeflow.InputError, r"`terminal` must be a bool or a non-negative integer"),
+    (lambda: odeflow.solve(lambda t, y: -y, [1.0], [0.0, 1.0], events=lambda t, y: y[0] - 0.5,
+                           options={"event_samples": 10 ** 6}),
+     odeflow.InputError, r"`options\['event_samples'\]` must be at most 1024"),
+    (lambda: odeflow.odeint_event(lambda t, y: -y, Tensor(np.array([1.0])), 0.0, lambda t, y: y[0] - 0.5,
+                                  adjoint=True, adjoint_kwargs={"rtol": 1e-3}),
+     odeflow.InputError, r"`adjoint_kwargs` must not repeat odeint_event's own arguments \['rtol'\]"),
+])
+def test_bad_inputs_found_by_the_review_are_named(call, error, pattern):
+    with pytest.raises(error, match=pattern):
+        call()
+
+
+def _terminal_huge():
+    def g(t, y):
+        return y[0] - 0.5
+    g.terminal = 10 ** 30
+    return g

@@ -44,7 +44,7 @@ from odeflow.adjoint import ADJOINT_MODES, odeint_adjoint, odeint_backprop
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled, no_grad
-from odeflow.errors import InputError, InputTypeError
+from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.nn import Module
 
 __all__ = ["Regularizer", "kinetic_energy", "jacobian_frobenius", "Regularization",
@@ -271,11 +271,16 @@ def penalty_tolerances(rtol, atol, n, k, batch):
     ``n + k`` channels equals the RMS over the state's ``n``.
     """
     shrink = math.sqrt(n / (n + k))
-    def spread(tol):
+
+    def spread(tol, name):
         tol = np.asarray(tol, dtype=np.float64)
-        state = np.broadcast_to(tol.reshape(tol.shape if tol.ndim == 0 else (batch, -1)), (batch, n))
+        try:
+            state = np.broadcast_to(tol.reshape(tol.shape if tol.ndim == 0 else (batch, -1)), (batch, n))
+        except ValueError:
+            raise ShapeError(f"`{name}` of shape {tol.shape} does not broadcast to the state "
+                             f"({batch} samples of {n} values)") from None
         return np.concatenate([state * shrink, np.full((batch, k), 1e300)], axis=1)
-    return spread(rtol), spread(atol)
+    return spread(rtol, "rtol"), spread(atol, "atol")
 
 
 def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e-7, atol=1e-9,
@@ -330,6 +335,9 @@ def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e
     t_values = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=np.float64)
     direction = -1.0 if t_values.size > 1 and t_values[-1] < t_values[0] else 1.0
     probe = next((r.probe for r in regs if r.needs_vjp), "exact")
+    if not (rng is None or isinstance(rng, (numbers.Integral, np.random.Generator))) or isinstance(rng, bool):
+        raise InputTypeError(f"`rng` must be an int seed, a numpy.random.Generator or None; got "
+                             f"{type(rng).__name__}")
     eps = draw_probe((batch, n), probe, np.random.default_rng(rng))
     aug = RegularizedDynamics(lambda s, z: func(s, ops.reshape(z, y0.shape)), shape, regs, direction, eps)
     z0 = ops.concatenate([ops.reshape(y0, (batch, n)), Tensor(np.zeros((batch, k), dtype=y0.dtype))], axis=1)

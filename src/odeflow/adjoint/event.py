@@ -137,6 +137,11 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
                 "adjoint_params=[...]", "event_params=[...]")) from None
     if adjoint_kwargs is not None and not isinstance(adjoint_kwargs, dict):
         raise InputTypeError(f"`adjoint_kwargs` must be a dict or None; got {type(adjoint_kwargs).__name__}")
+    clash = sorted(set(adjoint_kwargs or {}) & {"rtol", "atol", "method", "options"})
+    if clash:
+        raise InputError(f"`adjoint_kwargs` must not repeat odeint_event's own arguments {clash}: pass "
+                         f"them to odeint_event (the backward solve's are adjoint_rtol, adjoint_atol, "
+                         f"adjoint_method, adjoint_options)")
     y0 = as_tensor(y0)
     t0_data, t0_grad = time_data(t0)
     t0_data = np.asarray(t0_data, dtype=np.float64)

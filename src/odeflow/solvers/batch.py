@@ -321,6 +321,9 @@ def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
     axis, t_rows, per_sample = check_batch(shape, t, batch_axis)
     t_check = t_rows[0] if len(t_rows) else np.arange(float(t_rows.shape[1]))  # an empty batch
     tab, y0, _, rtol, atol, opts = prepare(func, y0, t_check, rtol, atol, method, options)
+    if tab is None:
+        raise InputError("`batch_axis` needs an explicit adaptive method (dopri5, bosh3, tsit5, dop853); "
+                         "method 'radau' has no per-sample mode: solve without batch_axis")
     if not tab.adaptive:
         raise InputError(f"`batch_axis` needs an adaptive method (dopri5, bosh3): fixed-step method "
                          f"{method!r} takes the same steps for every sample; solve without batch_axis")

@@ -249,6 +249,8 @@ def solve_ensemble(func, y0s, t, *, args=None, rtol=1e-7, atol=1e-9, method="dop
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n_workers = workers
     if client is not None:
+        if not (hasattr(client, "map") and hasattr(client, "scheduler_info")):
+            raise InputTypeError(f"`client` must be a dask.distributed.Client; got {type(client).__name__}")
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     if chunk_size is None:
         chunk_size = max(1, math.ceil(members / (4 * n_workers)))

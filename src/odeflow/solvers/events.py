@@ -87,7 +87,7 @@ def as_events(events):
         term = getattr(fn, "terminal", False)
         if isinstance(term, (bool, np.bool_)):
             term = int(term)
-        elif not isinstance(term, numbers.Integral) or term < 0:
+        elif not isinstance(term, numbers.Integral) or term < 0 or term > np.iinfo(np.int64).max:
             raise InputError(f"{event_name(fn, k)}: `terminal` must be a bool or a non-negative "
                              f"integer (stop after that many events); got {term!r}")
         terminal[k] = int(term)

@@ -17,6 +17,8 @@ from odeflow.solvers.kernels import all_finite
 
 __all__ = ["as_state", "as_times", "distinct_times", "as_tolerance", "check_options", "OPTION_KEYS", "caller_stacklevel"]
 
+MAX_EVENT_SAMPLES = 1024  # per step: more is a hang in disguise (each sample evaluates every event)
+
 OPTION_KEYS = {
     "adaptive": ("first_step", "max_step", "max_steps", "controller", "min_step", "jump_t",
                  "event_samples"),
@@ -190,6 +192,10 @@ def check_options(options, kind, method, name="options"):
         if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
                               or v < 1):
             raise InputError(f"`{name}['{key}']` must be a positive integer; got {v!r}")
+    if out.get("event_samples") is not None and out["event_samples"] > MAX_EVENT_SAMPLES:
+        raise InputError(f"`{name}['event_samples']` must be at most {MAX_EVENT_SAMPLES} (sub-intervals "
+                         f"searched per step; a smaller max_step finds close roots more cheaply); got "
+                         f"{out['event_samples']!r}")
     if out.get("jac") is not None and not callable(out["jac"]):
         raise InputTypeError(f"`{name}['jac']` must be callable as jac(t, y) -> df/dy of shape (n, n); "
                              f"got {type(out['jac']).__name__}")

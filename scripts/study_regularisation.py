@@ -6,8 +6,8 @@ Adam 5e-3 cosine to 5e-4, batch 200, 2000 iterations) and of the demo's ODE-Net 
 the bundled digits (6 epochs, batch 16, SGD), once plain and once regularised, and
 prints one JSON line per run: final test NLL / accuracy, forward NFE per solve at
 the end of training (mean over the last 10 % of steps), training wall time, and
-the NFE history (for the figure). ``scripts/docs_regularisation.py`` turns the
-lines into the table and figure of ``docs/regularisation.md``.
+the NFE history (for the figure). ``scripts/update_docs.py --study-regularisation`` turns
+the lines into the table of ``docs/regularisation.md``; ``figure`` draws its figure.
 
 Usage::
 
@@ -26,16 +26,7 @@ import time
 
 import numpy as np
 
-from odeflow.regularizers import jacobian_frobenius, kinetic_energy
-
-
-def _regs(kinetic, jacobian):
-    regs = []
-    if kinetic:
-        regs.append(kinetic_energy(kinetic))
-    if jacobian:
-        regs.append(jacobian_frobenius(jacobian))
-    return regs
+from odeflow.experiments.argtypes import regularisation
 
 
 def run_cnf(seed, kinetic, jacobian, steer, iters):
@@ -47,7 +38,7 @@ def run_cnf(seed, kinetic, jacobian, steer, iters):
     dynamics = ConcatSquashMLP(config.sizes, activation="tanh", rng=seed)
     model = CNF(dynamics, 2, end_time=config.end_time, trace=config.trace, noise=config.noise,
                 gradient=config.gradient, rtol=config.rtol, atol=config.atol, rng=seed,
-                regularizers=_regs(kinetic, jacobian), steer=steer)
+                regularizers=regularisation(kinetic, jacobian, 0.0)[0], steer=steer)
     x_test = sample_toy2d(config.data, config.n_test, np.random.default_rng(10_000 + seed))
     start = time.perf_counter()
     history = fit_ml(model, config, x_test, progress=False, log=lambda *a: None)
@@ -68,7 +59,7 @@ def run_odenet(seed, kinetic, jacobian, steer, epochs):
     data = load_images("digits", dtype=np.float32)
     size = data.x_train.shape[-1]
     model = build_classifier("odenet", size, default_width(size), dtype=np.float32, rng=seed,
-                             regularizers=_regs(kinetic, jacobian), steer=steer)
+                             regularizers=regularisation(kinetic, jacobian, 0.0)[0], steer=steer)
     config = TrainConfig(**dict(_DEMO, epochs=epochs, seed=seed))
     start = time.perf_counter()
     history = fit(model, data, config, progress=False, log=None)

@@ -51,7 +51,7 @@ from odeflow.solvers.controller import (
 from odeflow.solvers.jit import kernel
 from odeflow.solvers.kernels import combine, dense_eval, error_ratio, scaled_rms
 from odeflow.solvers.solution import Solution
-from odeflow.solvers.validate import first_time_fault
+from odeflow.solvers.validate import derivative_array, first_time_fault
 
 __all__ = ["solve_batch", "prepare_batch", "integrate", "check_batch", "BatchSolution", "batch_layout"]
 
@@ -175,7 +175,7 @@ class _Caller:
                              f"per-sample parameters must come through `args` (solve_batch), not be "
                              f"captured whole; the error was: {type(exc).__name__}: {exc}") from exc
         self.n_calls += 1
-        f = out if type(out) is np.ndarray else _as_array(out)
+        f = out if type(out) is np.ndarray else derivative_array(out)
         if f.shape != y.shape:
             raise ShapeError(f"`func` must return dy/dt with the shape of its `y` {y.shape} "
                              f"({k} active samples along batch_axis {self.axis}); returned shape {f.shape}")
@@ -184,17 +184,6 @@ class _Caller:
         if self.axis:
             f = np.moveaxis(f, self.axis, 0)
         return np.ascontiguousarray(f, dtype=self.dtype).reshape(k, -1)
-
-
-def _as_array(out):
-    try:
-        f = np.asarray(out)
-    except (TypeError, ValueError):
-        f = None
-    if f is None or f.dtype.kind not in "biuf":
-        raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
-                             f"{type(out).__name__}" + (f" of dtype {f.dtype}" if f is not None else ""))
-    return f
 
 
 @kernel

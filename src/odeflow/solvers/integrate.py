@@ -26,7 +26,7 @@ from odeflow.solvers.stiffness import explain
 from odeflow.solvers.tableau import TABLEAUX
 from odeflow.solvers.jumps import jumps_inside
 from odeflow.solvers.validate import (
-    as_state, as_times, as_tolerance, check_options, check_step_resolution, distinct_times)
+    as_state, as_times, as_tolerance, check_options, check_step_resolution, derivative_array, distinct_times)
 
 __all__ = ["odeint", "solve", "METHODS", "method_kind"]
 
@@ -107,15 +107,7 @@ def _checked(func, shape):
 
 def first_derivative(func, t0, y0, shape):
     """``func(t0, y0)`` flattened, with its shape checked against ``y0``."""
-    out = func(t0, y0.reshape(shape))
-    try:
-        f0 = np.asarray(out)
-    except (TypeError, ValueError):
-        f0 = None
-    if f0 is None or f0.dtype.kind not in "biuf":
-        raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
-                             f"{type(out).__name__}" + (f" of dtype {f0.dtype}" if f0 is not None else ""))
-    f0 = f0.astype(y0.dtype, copy=False)
+    f0 = derivative_array(func(t0, y0.reshape(shape))).astype(y0.dtype, copy=False)
     if f0.shape != shape:
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; "
                          f"func(t0, y0) returned shape {f0.shape}")

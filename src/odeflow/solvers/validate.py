@@ -69,6 +69,18 @@ def as_state(y0, name="y0"):
     return arr
 
 
+def derivative_array(out):
+    """What ``func`` returned, as an ndarray of real numbers; InputTypeError naming ``func`` else."""
+    try:
+        f = np.asarray(out)
+    except (TypeError, ValueError):
+        f = None
+    if f is None or f.dtype.kind not in "biuf":
+        raise InputTypeError(f"`func` must return an array of dy/dt (real numbers); returned "
+                             f"{type(out).__name__}" + (f" of dtype {f.dtype}" if f is not None else ""))
+    return f
+
+
 def as_times(t, name="t"):
     """``t`` as a 1-D float64 array, non-decreasing or non-increasing.
 

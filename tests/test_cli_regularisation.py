@@ -55,3 +55,11 @@ def test_odenet_flags_recorded_compared_and_extended(tmp_path):
     resumed = _odeflow(ODENET + REG + ["--epochs", "2", "--resume"], tmp_path / "run")
     assert resumed.returncode == 0, resumed.stderr
     _same(tmp_path / "fresh" / "checkpoint.npz", tmp_path / "run" / "checkpoint.npz")
+
+
+def test_bad_regularisation_flags_exit_2_naming_the_flag(tmp_path):
+    for argv, flag in [(["train", "odenet", "--steer", "1.0"], "--steer"),
+                       (["train", "cnf", "--kinetic", "-1"], "--kinetic"),
+                       (["train", "cnf", "--jacobian", "nan"], "--jacobian")]:
+        run = _odeflow(argv, tmp_path)
+        assert run.returncode == 2 and f"argument {flag}:" in run.stderr, run.stderr

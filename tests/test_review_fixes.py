@@ -85,6 +85,11 @@ def test_jump_t_with_stats_through_the_adjoint():
     (lambda: odeflow.odeint_event(lambda t, y: -y, Tensor(np.array([1.0])), 0.0, lambda t, y: y[0] - 0.5,
                                   adjoint=True, adjoint_kwargs={"rtol": 1e-3}),
      odeflow.InputError, r"`adjoint_kwargs` must not repeat odeint_event's own arguments \['rtol'\]"),
+    (lambda: odeflow.solve(lambda t, y: -y, [1.0], [0.0, 1.0], method="radau", events=lambda t, y: y[0]),
+     odeflow.InputError, r"`events` are not supported by method='radau'"),
+    (lambda: odeflow.solve(lambda t, y: -y, np.ones((2, 1)), [0.0, 1.0], batch_axis=0,
+                           events=lambda t, y: y[0]),
+     odeflow.InputError, r"`events` cannot be combined with `batch_axis`"),
 ])
 def test_bad_inputs_found_by_the_review_are_named(call, error, pattern):
     with pytest.raises(error, match=pattern):

@@ -29,14 +29,15 @@ import numpy as np
 from odeflow.experiments.argtypes import regularisation
 
 
-def run_cnf(seed, kinetic, jacobian, steer, iters):
+def run_cnf(seed, kinetic, jacobian, steer, iters, fixed_end_time=False):
     from odeflow.experiments.cnf_ml import MLConfig, evaluate_nll, fit_ml
     from odeflow.data.toy2d import sample_toy2d
     from odeflow.models.cnf import CNF
     from odeflow.models.cnf_dynamics import ConcatSquashMLP
     config = MLConfig(iters=iters, seed=seed, eval_every=iters)
     dynamics = ConcatSquashMLP(config.sizes, activation="tanh", rng=seed)
-    model = CNF(dynamics, 2, end_time=config.end_time, trace=config.trace, noise=config.noise,
+    model = CNF(dynamics, 2, end_time=config.end_time, train_end_time=not fixed_end_time,
+                trace=config.trace, noise=config.noise,
                 gradient=config.gradient, rtol=config.rtol, atol=config.atol, rng=seed,
                 regularizers=regularisation(kinetic, jacobian, 0.0)[0], steer=steer)
     x_test = sample_toy2d(config.data, config.n_test, np.random.default_rng(10_000 + seed))
@@ -52,7 +53,9 @@ def run_cnf(seed, kinetic, jacobian, steer, iters):
             "nfe_forward_history": [int(v) for v in history["nfe_forward"]]}
 
 
-def run_odenet(seed, kinetic, jacobian, steer, epochs):
+def run_odenet(seed, kinetic, jacobian, steer, epochs, fixed_end_time=False):
+    if fixed_end_time:
+        raise SystemExit("--fixed-end-time applies to the CNF only (the ODE block's T is fixed)")
     from odeflow.experiments.odenet import _DEMO
     from odeflow.experiments.odenet_fit import TrainConfig, fit, load_images
     from odeflow.models.odenet import build_classifier, default_width
@@ -120,6 +123,8 @@ def main(argv=None):
     parser.add_argument("--jacobian", type=float, default=0.01, help="weight of the regularised runs")
     parser.add_argument("--steer", type=float, default=None, help="STEER half-width (relative)")
     parser.add_argument("--length", type=int, help="iterations (cnf, default 2000) or epochs (odenet, 6)")
+    parser.add_argument("--fixed-end-time", action="store_true",
+                        help="cnf: the regularised arm keeps T fixed at its initial 0.5 (RNODE's setting)")
     parser.add_argument("--only", choices=("plain", "regularised"), help="run only one arm")
     parser.add_argument("--out", help="append the JSON lines to this file too")
     args = parser.parse_args(argv)
@@ -130,8 +135,9 @@ def main(argv=None):
         for arm, kinetic, jacobian, steer in arms:  # the arms in turns: both see the same load
             if args.only and arm != args.only:
                 continue
-            row = run(seed, kinetic, jacobian, steer, length)
-            row.update(arm=arm, kinetic=kinetic, jacobian=jacobian, steer=steer,
+            fixed = args.fixed_end_time and arm == "regularised"
+            row = run(seed, kinetic, jacobian, steer, length, fixed)
+            row.update(arm=arm, kinetic=kinetic, jacobian=jacobian, steer=steer, fixed_end_time=fixed,
                        load=os.getloadavg()[0], blas_threads=os.environ.get("OPENBLAS_NUM_THREADS"),
                        python=platform.python_version())
             line = json.dumps(row)

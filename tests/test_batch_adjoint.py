@@ -94,3 +94,53 @@ def test_batch_axis_one_and_refused_options():
         odeflow.odeint_adjoint(lambda s, y: net(y), Tensor(y0), Tensor(t[0], requires_grad=True), batch_axis=0)
     with pytest.raises(InputError, match="out of range"):
         odeflow.odeint_adjoint(lambda s, y: net(y), Tensor(y0), t, batch_axis=3)
+
+
+def _piecewise_case():
+    """A parameter read only after t = 0.5 (a control switched on continuously), never at t[0]."""
+    rng = np.random.default_rng(8)
+    A = Tensor(np.array([[-0.5, 0.3], [-0.2, -0.4]]), requires_grad=True)
+    u = Tensor(np.array([0.7, -1.1]), requires_grad=True)
+
+    def func(s, y):  # s: each active sample's time, shape (k,), or one float when they agree
+        ramp = np.maximum(np.asarray(s, dtype=float) - 0.5, 0.0).reshape(-1, 1)
+        out = ops.matmul(y, A)
+        return out + Tensor(ramp) * u if np.any(ramp > 0) else out
+    y0 = rng.normal(size=(3, 2))
+    return A, u, func, y0, np.array([0.0, 0.4, 1.0])
+
+
+def test_a_parameter_read_only_after_t0_gets_its_gradient_in_the_per_sample_adjoint():
+    # the old rule probed func once at t[0]: `u` was never found and its gradient silently None
+    A, u, func, y0, t = _piecewise_case()
+    grads = {}
+    for name, solver in (("adjoint", odeflow.odeint_adjoint), ("backprop", odeflow.odeint)):
+        A.grad = u.grad = None
+        out = solver(func, Tensor(y0), t, batch_axis=0, **TIGHT)
+        ops.sum(out * out).backward()
+        assert u.grad is not None, name
+        grads[name] = (A.grad.data.copy(), u.grad.data.copy())
+    for x, y in zip(grads["adjoint"], grads["backprop"]):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-8)
+
+    def loss(uv):  # central differences of the forward solve in u (the switch at 0.5 is fixed)
+        f = lambda s, y: y @ A.data + np.maximum(np.asarray(s) - 0.5, 0.0).reshape(-1, 1) * uv  # noqa: E731
+        return float(np.sum(solve_batch(f, y0, t, 0, rtol=1e-13, atol=1e-13).y ** 2))
+    eps = 1e-6
+    fd = [(loss(u.data + eps * e) - loss(u.data - eps * e)) / (2 * eps) for e in np.eye(2)]
+    np.testing.assert_allclose(grads["adjoint"][1], fd, rtol=1e-5)
+
+
+def test_a_tensor_first_read_by_the_backward_per_sample_solve_is_refused():
+    # read only for t below 0.2 on the way back but skipped by every forward evaluation is impossible to
+    # find; here `v` is read only when the backward solve asks (a flag flipped after the forward)
+    v = Tensor(np.array([0.3, 0.2]), requires_grad=True)
+    state = {"backward": False}
+
+    def func(s, y):
+        return -y + v if state["backward"] else -y
+    out = odeflow.odeint_adjoint(func, Tensor(np.ones((2, 2)), requires_grad=True), np.array([0.0, 1.0]),
+                                 batch_axis=0)
+    state["backward"] = True
+    with pytest.raises(GradientError, match="never during the forward solve"):
+        ops.sum(out).backward()

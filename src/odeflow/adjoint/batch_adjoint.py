@@ -18,6 +18,11 @@ the per-sample ``h_b b_i`` folded into the cotangent. ``a_theta`` thus takes
 no part in the step-size control: the seminorm of Kidger, Chen & Lyons
 (2021), always on here.
 
+Parameters are found as :func:`odeflow.odeint_adjoint` finds them
+(:class:`odeflow.adjoint.params.Recorder`: every forward evaluation is
+watched), and a Tensor first read by the backward solve raises
+:class:`~odeflow.errors.GradientError` instead of silently getting no gradient.
+
 Only ``"backsolve"``: the ``"checkpoint"`` mode reads ``y(t)`` from the
 forward dense output, which the per-sample solve does not keep.
 """
@@ -27,8 +32,8 @@ import numpy as np
 
 from odeflow.adjoint.batch_backprop import _arrays_func, _from_user, _to_user
 from odeflow.adjoint.common import as_tensor, time_data
-from odeflow.adjoint.params import find_params
-from odeflow.autodiff.backprop import gradients
+from odeflow.adjoint.params import Recorder, check_closure, find_params, unknown_leaf_error
+from odeflow.autodiff.backprop import gradients, leaves
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
 from odeflow.errors import GradientError, InputError, InputTypeError, SolverError
@@ -86,23 +91,23 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
     aug_shape = (2,) + shape  # z = [y, a] stacked on a new leading axis: the batch moves to axis + 1
     b_rtol_f = as_tolerance(b_rtol, "adjoint_rtol", aug_shape, y0_arr.dtype, minimum=100 * np.finfo(y0_arr.dtype).eps)
     b_atol_f = as_tolerance(b_atol, "adjoint_atol", aug_shape, y0_arr.dtype)
+    recorder = None
     if adjoint_params is not None:
         params = find_params(func, None, adjoint_params)
-    f_arrays = _arrays_func(func)
+        f_arrays = _arrays_func(func)
+    elif is_grad_enabled():  # every forward evaluation watched: a parameter read after t[0] is found
+        check_closure(func)
+        f_arrays = recorder = Recorder(func)
+    else:
+        f_arrays = _arrays_func(func)
     sol = _batch.integrate(f_arrays, y0_arr, t_rows, axis, tab, rtol_f, atol_f, opts, method, max_steps, ())
     if stats is not None:
         stats["forward"] = dict(sol.stats)
     if not is_grad_enabled():
         return Tensor(sol.y)
-    if adjoint_params is None:
-        with enable_grad():
-            y_probe = Tensor(y0_arr, requires_grad=True)
-            t0 = t_rows[:, 0]
-            probe = func(float(t0[0]) if np.all(t0 == t0[0]) else t0, y_probe)
-        if not isinstance(probe, Tensor):
-            raise GradientError(f"`func` returned a {type(probe).__name__} for a Tensor `y`, so no gradient "
-                                f"can flow through it: build dy/dt with odeflow ops on `y`")
-        params = find_params(func, (probe, y_probe))
+    if recorder is not None:
+        params = recorder.params
+    known = {id(p) for p in params}
     ys = sol.y  # (m, *shape), batch at axis + 1
     B, m = t_rows.shape
     sample_shape = shape[:axis] + shape[axis + 1:]
@@ -113,6 +118,10 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
             y_t = Tensor(Y, requires_grad=True)
             f = _from_user(func(t_arg, _to_user(y_t, sample_shape, axis)), k, axis,
                            shape[:axis] + (k,) + shape[axis + 1:])
+            if recorder is not None:  # parameters found by the forward solve: any other leaf is unreachable
+                for leaf in leaves(f):
+                    if leaf is not y_t and id(leaf) not in known:
+                        raise unknown_leaf_error(leaf, np.max(t_arg))
             cot = -A if weight is None else -A * weight[:, None]
             grads = gradients(f, [y_t] + (params if with_params else []), grad_outputs=cot, allow_unused=True)
         g_y = np.zeros_like(Y) if grads[0] is None else grads[0].data

@@ -119,9 +119,10 @@ def check_closure(func):
 def find_params(func, probe, adjoint_params=None):
     """The parameters of one probe evaluation ``probe = (func(t0, y), y)``, or `adjoint_params`.
 
-    The older rule, kept for the per-sample adjoint (:mod:`odeflow.adjoint.batch_adjoint`):
-    it sees only what ``func`` reads at that one evaluation. :func:`odeflow.odeint_adjoint`
-    itself uses :class:`Recorder` (every forward evaluation).
+    It sees only what ``func`` reads at that one evaluation, so the solvers never
+    use it to discover a ``func``'s parameters: :func:`odeflow.odeint_adjoint`,
+    with or without ``batch_axis``, uses :class:`Recorder` (every forward
+    evaluation). :mod:`odeflow.adjoint.event` uses it for its checks only.
     """
     if adjoint_params is not None:
         return check_adjoint_params(adjoint_params)

@@ -139,6 +139,11 @@ def _replay(func, y0, t_out, axis, tab, args, record):
     Y = ops.reshape(Y, (B, n))[order]
     args = tuple(a[order] for a in args)
     pieces, labels = [Y], [(order, np.zeros(B, np.int64))]  # outputs and which (sample, row) they are
+    lead = np.cumprod(t_out == t_out[:, :1], axis=1).sum(axis=1)  # outputs repeating the start time
+    for j in range(1, int(lead.max())):
+        at_start = np.flatnonzero(lead[order] > j)  # positions in Y (sample order[i] at Y[i])
+        pieces.append(Y[at_start])
+        labels.append((order[at_start], np.full(at_start.size, j, np.int64)))
     s = tab.n_stages
     P = tab.P_arr
     active = int((counts > 0).sum())

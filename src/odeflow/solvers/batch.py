@@ -384,9 +384,12 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     n_acc = np.zeros(B, np.int64)
     n_rej = np.zeros(B, np.int64)
     status = np.full(B, RUNNING, np.int64)
-    j = np.ones(B, np.int64)
     ys = np.empty((B, m, n), y0.dtype)
     ys[:, 0] = Y
+    # outputs repeating a sample's start time are its start state: no step ever reaches them
+    j = np.cumprod(t_out == t_out[:, :1], axis=1).sum(axis=1).astype(np.int64)  # next output to fill
+    for b in np.flatnonzero(j > 1):
+        ys[b, 1:j[b]] = Y[b]
     t = t_out[:, 0].copy()
     t_end = t_out[:, m - 1].copy()
     fail_t = t.copy()

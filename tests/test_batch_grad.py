@@ -118,8 +118,8 @@ def test_refused_inputs():
 
 
 def test_latent_ode_per_sample_times_against_the_union_of_times():
-    from odeflow.adjoint.batch_backprop import solve_per_sample_times
-    from odeflow.models.latent_ode import LatentDynamics, solve_on_union
+    from odeflow.models.latent_ode import LatentDynamics
+    from odeflow.models.latent_times import solve_on_union, solve_per_sample
 
     rng = np.random.default_rng(7)
     dyn = LatentDynamics(latent_dim=3, hidden=8, rng=rng)
@@ -130,7 +130,7 @@ def test_latent_ode_per_sample_times_against_the_union_of_times():
     z0v = rng.normal(size=(4, 3))
     w = rng.normal(size=(4, 5, 3)) * mask[..., None]
     results = []
-    for solver in (solve_on_union, solve_per_sample_times):
+    for solver in (solve_on_union, solve_per_sample):
         dyn.zero_grad()
         z0 = Tensor(z0v, requires_grad=True)
         zs = solver(dyn, z0, times, mask, 0.0, rtol=1e-10, atol=1e-10)

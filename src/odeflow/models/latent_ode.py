@@ -18,12 +18,13 @@ with one reparameterised sample ``z0 = mean + exp(logvar / 2) * eps``,
 estimate flows through ``mean`` and ``logvar``. Both terms are in nats per
 trajectory; the loss is the negative ELBO averaged over the batch.
 
-Batches with different observation times per trajectory are solved **once**:
-the latent ODE is integrated from ``t0`` over the sorted union of all the
-batch's times (the ODE is autonomous and the rows do not interact, so one
-batched solve serves every row), and each row's states are then gathered at
-its own times with one integer-array index (:func:`solve_on_union`). The
-solver's dense output makes extra output times nearly free.
+Batches with different observation times per trajectory are solved **once**,
+in one of two ways (:mod:`odeflow.models.latent_times`, ``grid=``): by default
+over the sorted union of all the batch's times (the ODE is autonomous and the
+rows do not interact, so one batched solve serves every row) with each row's
+states then gathered at its own times (:func:`solve_on_union`); or with
+``grid="per_sample"`` each row on its own times with its own step control
+(``batch_axis=0``), so a row's result does not depend on its batch-mates.
 
 Gradients through the solve: ``gradient="backprop"`` differentiates the
 solver's own operations (exact for the computed solution; memory grows with
@@ -47,18 +48,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odeflow.adjoint import odeint_adjoint, odeint_backprop
 from odeflow.adjoint.common import array_func
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor, no_grad
 from odeflow.errors import InputError, ShapeError
 from odeflow.models.encoders import CELLS, ODERNNEncoder, RecognitionRNN, check_batch, check_positive
+from odeflow.models.latent_times import GRADIENTS, GRIDS, solve_on_union, solve_times, union_times
 from odeflow.nn import MLP, Module, init
 
 __all__ = ["gaussian_log_likelihood", "kl_normal", "reparameterize", "union_times",
-           "solve_on_union", "LatentDynamics", "LatentODE", "ELBO", "GRADIENTS"]
+           "solve_on_union", "LatentDynamics", "LatentODE", "ELBO", "GRADIENTS", "GRIDS"]
 
-GRADIENTS = ("backprop", "adjoint")
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -160,94 +160,6 @@ def reparameterize(mean, logvar, rng):
 
 # -- one solve for a batch with different observation times ----------------------------------
 
-def union_times(times, mask, t0):
-    """The sorted union of a batch's observation times, starting at ``t0``, and where each entry sits.
-
-    Parameters
-    ----------
-    times : ndarray, shape (B, N), float64
-        Canonical times (:func:`~odeflow.models.encoders.check_batch`), all ``>= t0``.
-    mask : ndarray, shape (B, N), bool
-    t0 : float
-
-    Returns
-    -------
-    t_union : ndarray, shape (M,), float64
-        Strictly increasing, ``t_union[0] == t0``, every observed time present.
-    index : ndarray, shape (B, N), int64
-        ``t_union[index[b, i]] == times[b, i]`` wherever ``mask[b, i]``
-        (padding points at a valid entry too).
-    """
-    t_union = np.unique(np.concatenate([[t0], times[mask]]))
-    index = np.searchsorted(t_union, times)
-    return t_union, np.minimum(index, t_union.size - 1).astype(np.int64)
-
-
-def solve_on_union(func, z0, times, mask=None, t0=0.0, *, gradient="backprop", rtol=1e-3,
-                   atol=1e-4, method="dopri5", options=None, stats=None):
-    """Latent states of every row at its own times, from ONE batched solve.
-
-    Parameters
-    ----------
-    func : callable ``func(t, z)`` (usually :class:`LatentDynamics`)
-        Row-wise dynamics: row ``b`` of the output depends on row ``b`` of
-        ``z`` only (true of any MLP), so the batch can share one time grid.
-    z0 : Tensor, shape (B, L)
-        States at ``t0``.
-    times : array_like, shape (B, N)
-        Each row's times (``>= t0``, non-decreasing over the observed entries).
-    mask : array_like of bool, shape (B, N), optional
-        Padding marker as in :func:`~odeflow.models.encoders.check_batch`.
-    t0 : float, default 0.0
-    gradient : {"backprop", "adjoint"}, default "backprop"
-        How gradients pass through the solve (module docstring).
-    rtol, atol, method, options
-        Solver settings (:func:`odeflow.odeint`).
-    stats : dict, optional
-        Receives the solver's statistics (``stats["forward"]``, and after
-        ``backward()`` ``stats["backward"]`` for the adjoint) and
-        ``stats["n_times"]``, the size of the union.
-
-    Returns
-    -------
-    Tensor, shape (B, N, L)
-        ``z_b(times[b, i])`` (padding entries hold some state of their row).
-
-    Raises
-    ------
-    InputError
-        Unknown `gradient`, or bad `times` (see ``check_batch``).
-    ShapeError
-        If `z0` is not (B, L) with B the rows of `times`.
-    """
-    if gradient not in GRADIENTS:
-        raise InputError(f"`gradient` must be one of {GRADIENTS}; got {gradient!r}")
-    z0 = _tensor(z0)
-    times = np.asarray(times, dtype=np.float64)
-    if z0.ndim != 2 or times.ndim != 2 or z0.shape[0] != times.shape[0]:
-        raise ShapeError(f"`z0` must have shape (B, L) and `times` (B, N) with the same B; got "
-                         f"{z0.shape} and {times.shape}")
-    times, _, mask, t0 = check_batch(times, np.zeros(times.shape + (1,)), mask, t0)
-    t_union, index = union_times(times, mask, t0)
-    if stats is not None:
-        stats["n_times"] = int(t_union.size)
-    if t_union.size == 1:  # everything observed at t0
-        zs = ops.expand_dims(z0, 0)
-    elif gradient == "adjoint":
-        zs = odeint_adjoint(func, z0, t_union, rtol=rtol, atol=atol, method=method,
-                            options=options, adjoint_params=_parameters(func), stats=stats)
-    else:
-        zs = odeint_backprop(func, z0, t_union, rtol=rtol, atol=atol, method=method, options=options,
-                             stats=stats)
-    # zs: (M, B, L); row b, entry i reads zs[index[b, i], b]
-    rows = np.broadcast_to(np.arange(times.shape[0])[:, None], index.shape)
-    return zs[index, rows]
-
-
-def _parameters(func):
-    return func.parameters() if isinstance(func, Module) else None
-
-
 # -- the model -----------------------------------------------------------------------------------
 
 class LatentDynamics(Module):
@@ -333,6 +245,10 @@ class LatentODE(Module):
     time_scale : float, default 1.0
         Time units per encoder unit: the gaps enter the encoder divided by it.
     gradient : {"backprop", "adjoint"}, default "backprop"
+    grid : {"union", "per_sample"}, default "union"
+        How a batch's different observation times are solved
+        (:mod:`odeflow.models.latent_times`): over their union with one step
+        control, or each row on its own times with its own step control.
     rtol, atol : float, default 1e-3, 1e-4
     method : str, default "dopri5"
     options : dict, optional
@@ -345,7 +261,7 @@ class LatentODE(Module):
     Raises
     ------
     InputError
-        Unknown `encoder` or `gradient`, non-positive sizes or scales.
+        Unknown `encoder`, `gradient` or `grid`, non-positive sizes or scales.
     """
 
     ENCODERS = CELLS + ("odernn",)
@@ -354,11 +270,13 @@ class LatentODE(Module):
                  encoder_hidden: int = 25, decoder_hidden: int = 20, encoder: str = "rnn",
                  decoder_activation: str = "relu", noise_std: float = 0.3, obs_scale: float = 1.0,
                  time_scale: float = 1.0, gradient: str = "backprop", rtol: float = 1e-3,
-                 atol: float = 1e-4, method: str = "dopri5", options=None, rng=None):
+                 atol: float = 1e-4, method: str = "dopri5", options=None, rng=None, grid: str = "union"):
         if encoder not in self.ENCODERS:
             raise InputError(f"`encoder` must be one of {self.ENCODERS}; got {encoder!r}")
         if gradient not in GRADIENTS:
             raise InputError(f"`gradient` must be one of {GRADIENTS}; got {gradient!r}")
+        if grid not in GRIDS:
+            raise InputError(f"`grid` must be one of {GRIDS}; got {grid!r}")
         check_positive(noise_std=noise_std, obs_scale=obs_scale, time_scale=time_scale)
         rng = init.as_generator(rng)
         if encoder == "odernn":
@@ -372,6 +290,7 @@ class LatentODE(Module):
         self.obs_scale, self.time_scale = float(obs_scale), float(time_scale)
         self.gradient, self.rtol, self.atol, self.method = gradient, rtol, atol, method
         self.options = dict(options) if options else None
+        self.grid = grid
 
     # -- the pieces -------------------------------------------------------------------------
     def encode(self, times, values, mask=None, t0=0.0):
@@ -386,8 +305,8 @@ class LatentODE(Module):
         return self.decoder(z) * self.obs_scale
 
     def latent_at(self, z0, times, mask=None, t0=0.0, stats=None):
-        """``z(times)`` for each row (:func:`solve_on_union`), shape (B, N, L)."""
-        return solve_on_union(self.dynamics, z0, times, mask, t0, gradient=self.gradient,
+        """``z(times)`` for each row (:func:`~odeflow.models.latent_times.solve_times`), shape (B, N, L)."""
+        return solve_times(self.grid, self.dynamics, z0, times, mask, t0, gradient=self.gradient,
                               rtol=self.rtol, atol=self.atol, method=self.method,
                               options=self.options, stats=stats)
 
@@ -511,4 +430,4 @@ class LatentODE(Module):
 
     def extra_repr(self):
         return (f"obs_dim={self.obs_dim}, latent_dim={self.latent_dim}, encoder={self.encoder_type!r}, "
-                f"noise_std={self.noise_std}, gradient={self.gradient!r}")
+                f"noise_std={self.noise_std}, gradient={self.gradient!r}, grid={self.grid!r}")

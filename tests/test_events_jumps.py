@@ -149,3 +149,8 @@ def test_step_options_below_the_time_resolution_at_t0_are_refused_by_name(key):
         odeflow.solve(never, [1.0], [1e6, 1e6 + 1.0], options={key: 1e-12})
     with pytest.raises(InputError, match=r"`options\['min_step'\]` = 0\.5 exceeds `options\['max_step'\]`"):
         odeflow.solve(never, [1.0], [0.0, 1.0], options={"min_step": 0.5, "max_step": 0.1})
+
+
+def test_a_two_dimensional_jump_t_is_refused_by_name():
+    with pytest.raises(InputError, match=r"jump_t.*1-D.*\(1, 1\)"):
+        odeflow.solve(lambda t, y: -y, np.ones(1), [0.0, 1.0], options={"jump_t": [[0.5]]})

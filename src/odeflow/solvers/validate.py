@@ -227,6 +227,8 @@ def check_jump_t(value, name="options"):
     data = getattr(value, "data", value) if not isinstance(value, (list, tuple)) else [
         getattr(v, "data", v) for v in value]
     arr = _real_array(data, f"{name}['jump_t']", "a 1-D array of real times").astype(np.float64)
+    if arr.ndim > 1:
+        raise InputError(f"`{name}['jump_t']` must be a time or a 1-D array of times; got shape {arr.shape}")
     arr = arr.reshape(-1)
     if not np.all(np.isfinite(arr)):
         i = int(np.argmax(~np.isfinite(arr)))

@@ -270,6 +270,7 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         from odeflow.adjoint.batch_adjoint import odeint_adjoint_batch
         return odeint_adjoint_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options,
                                     adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
+                                    adjoint_method=adjoint_method, adjoint_options=adjoint_options,
                                     adjoint_params=adjoint_params, adjoint_mode=adjoint_mode, stats=stats)
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "

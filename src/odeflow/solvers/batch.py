@@ -357,7 +357,7 @@ def solve_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, method="dopri5
 
 
 def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, args, record=None,
-              on_accept=None):
+              on_accept=None, dense=None):
     """The lockstep loop: every pass, each running sample attempts one step of its own size.
 
     ``record``, when a list, receives per pass ``(rows, t, h, t_new)`` of the
@@ -369,6 +369,8 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     ``s - 1`` arrays ``(k, n)``, the step's start first) and stage times of
     those steps, and their step sizes (for a quadrature along the steps:
     :mod:`odeflow.adjoint.batch_adjoint`).
+    ``dense``, when a :class:`~odeflow.solvers.batch_dense.BatchDense`, receives
+    every accepted step (start state and stages) for interpolation.
     """
     shape = y0.shape
     B, m = t_out.shape
@@ -432,7 +434,8 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                 break
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
-            if record is not None or on_accept is not None:
+            watched = record is not None or on_accept is not None or dense is not None
+            if watched:
                 t_r, h_r = t[rows], h[rows]
             if on_accept is not None:
                 states, times = [Y[rows]], [t_r]
@@ -446,12 +449,16 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                     K[:, i] = F
                 else:
                     K[rows, i] = F
-            acc_before = n_acc[rows] if record is not None or on_accept is not None else None
+            acc_before = n_acc[rows] if watched else None
+            if dense is not None:  # the step's start and stages, before the accepted ones overwrite them
+                Y_r, K_r = Y[rows], K[rows]
             _finish_attempts(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j, tab.b_err_arr,
                              tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
                              n_acc, n_rej, nfe, exponent, beta)
-            if record is not None or on_accept is not None:
+            if watched:
                 took = n_acc[rows] > acc_before
+            if dense is not None:
+                dense.add(rows[took], t_r[took], h_r[took], Y_r[took], K_r[took])
             if record is not None:
                 record.append((rows[took], t_r[took], h_r[took], t[rows[took]]))
             if on_accept is not None and took.any():

@@ -91,7 +91,8 @@ def figure(paths, out):
             if r["model"] == model:
                 label = "plain" if r["arm"] == "plain" else (
                     f"kinetic {r['kinetic']:g}, Jacobian {r['jacobian']:g}"
-                    + (f", STEER {r['steer']:g}" if r.get("steer") else ""))
+                    + (f", STEER {r['steer']:g}" if r.get("steer") else "")
+                    + (", T fixed" if r.get("fixed_end_time") else ""))
                 arms.setdefault(label, []).append(np.asarray(r["nfe_forward_history"], dtype=float))
         for label, runs in arms.items():
             n = min(len(h) for h in runs)

@@ -309,11 +309,11 @@ def render_regularisation(rows):
         runs = [r for r in rows if r["model"] == model]
         arms = {}
         for r in runs:
-            key = (r["kinetic"], r["jacobian"], r.get("steer") or 0.0)
+            key = (r["kinetic"], r["jacobian"], r.get("steer") or 0.0, bool(r.get("fixed_end_time")))
             arms.setdefault(key, []).append(r)
-        plain = arms.get((0.0, 0.0, 0.0), [])
+        plain = arms.get((0.0, 0.0, 0.0, False), [])
         plain_nfe = statistics.mean(r["nfe_forward_end"] for r in plain) if plain else None
-        for (kin, jac, steer), group in arms.items():
+        for (kin, jac, steer, fixed), group in arms.items():
             group = sorted(group, key=lambda r: r["seed"])
             nfe = statistics.mean(r["nfe_forward_end"] for r in group)
             if model == "cnf":
@@ -324,7 +324,8 @@ def render_regularisation(rows):
                 quality = (", ".join(str(r["test_errors"]) for r in group)
                            + f" of 359 (mean {100 * errors:.2f} %)")
             label = "plain" if not (kin or jac or steer) else (
-                f"kinetic {kin:g}, Jacobian {jac:g}" + (f", STEER {steer:g}" if steer else ""))
+                f"kinetic {kin:g}, Jacobian {jac:g}" + (f", STEER {steer:g}" if steer else "")
+                + (", T fixed" if fixed else ""))
             out.append([{"cnf": "CNF 8gaussians", "odenet": "ODE-Net digits"}.get(model, model), label,
                         ", ".join(str(r["seed"]) for r in group), f"{nfe:.1f}",
                         f"{plain_nfe / nfe:.2f}x" if plain_nfe else "-", quality,

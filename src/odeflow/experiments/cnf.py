@@ -308,9 +308,14 @@ def train(args) -> int:
     if args.task in ("ml", "all"):
         config = _config(MLConfig, args)
         print(f"Maximum likelihood on {config.data}; checkpoint {out / 'ml_checkpoint.npz'}", flush=True)
-        _, _, results["ml"] = _run_ml(config, out, plt, n_grid=100, progress=progress,
-                                      checkpoint=out / "ml_checkpoint.npz", resume=args.resume,
-                                      settings=run_settings(args, exclude=_config_fields() | {"task"}))
+        model, _, results["ml"] = _run_ml(config, out, plt, n_grid=100, progress=progress,
+                                          checkpoint=out / "ml_checkpoint.npz", resume=args.resume,
+                                          settings=run_settings(args, exclude=_config_fields() | {"task"}))
+        if config.data == "8gaussians":  # the trained model: one step with each trace, same batch
+            print("Exact trace vs Hutchinson's estimator: one training step of the trained model", flush=True)
+            from odeflow.data.toy2d import sample_toy2d
+            x = sample_toy2d(config.data, config.batch, np.random.default_rng([config.seed, 7]))
+            results["ml"]["traces"] = compare_traces(model, x, seed=config.seed, n_draws=8)
         results_path.write_text(json.dumps(jsonable(results), indent=2))
     if args.task in ("matching", "all"):
         config = _config(MatchConfig, args)

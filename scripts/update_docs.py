@@ -25,6 +25,9 @@ Usage::
     python scripts/update_docs.py --train-cnf odeflow-out/cnf/results.json \\
         --train-latent-ode seed0/results.json seed1/results.json
 
+    python scripts/bench_batch.py > batch.jsonl
+    python scripts/update_docs.py --bench-batch batch.jsonl --files docs/batching.md
+
     python scripts/study_regularisation.py cnf --seeds 0 1 --out r.jsonl   # and odenet, same file
     python scripts/update_docs.py --study-regularisation r.jsonl --files docs/regularisation.md
 
@@ -54,7 +57,8 @@ NAMES = {"odenet": "ODE-Net", "rknet": "RK-Net", "resnet": "ResNet"}
 # source name -> file in docs/results (a list of files for multi-run sources)
 SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "bench-gradients": "bench_gradients-*.jsonl", "train-cnf": "train_cnf.json",
-           "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl"}
+           "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl",
+           "bench-batch": "bench_batch.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -314,6 +318,30 @@ def render_gradients_speed(runs):
                    "torchdiffeq forward + gradient", "ratio (forward + gradient)"], out)
 
 
+def render_bench_batch(rows):
+    """docs/batching.md from scripts/bench_batch.py: per problem, coupled against per-sample."""
+    head = [r for r in rows if "load_average" in r]
+    end = [r for r in rows if "load_average_end" in r]
+    out = []
+    for r in rows:
+        if r.get("way") in ("coupled", "per_sample"):
+            out.append([r["problem"], r["way"].replace("_", "-"), str(r["sample_evaluations"]), str(r["calls"]),
+                        f"{1e3 * r['seconds']:.1f}", f"{r['us_per_sample_evaluation']:.2f}", f"{r['max_error']:.1e}"])
+        elif r.get("way") == "summary":
+            out.append([r["problem"], "**coupled / per-sample**",
+                        f"**{r['evaluations_ratio_coupled_over_per_sample']:.2f}x**", "",
+                        f"{r['wall_ratio_coupled_over_per_sample']:.2f}x",
+                        f"per-sample / coupled: **{r['per_evaluation_cost_ratio_per_sample_over_coupled']:.2f}**", ""])
+    text = _table(["problem", "way", "sample evaluations", "batched calls", "ms (median)",
+                   "us per sample-evaluation", "max error"], out)
+    if head and end:
+        batch = next((r["batch"] for r in rows if "batch" in r), "?")
+        text += (f"\nbatch {batch}, rtol 1e-6, atol 1e-8, one BLAS thread; 1-minute load average "
+                 f"{head[0]['load_average'][0]:.1f} at the start and {end[0]['load_average_end'][0]:.1f} at "
+                 f"the end on {head[0]['cpus']} CPUs (wall times inflated and noisy; counts and errors exact).\n")
+    return text
+
+
 def render_regularisation(rows):
     """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
     arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
@@ -363,6 +391,7 @@ TABLES = {
     "solvers-speed": ("bench-solvers", render_solvers_speed),
     "gradients-speed": ("bench-gradients", render_gradients_speed),
     "study-regularisation": ("study-regularisation", render_regularisation),
+    "bench-batch": ("bench-batch", render_bench_batch),
 }
 
 

@@ -102,3 +102,16 @@ def test_the_model_loss_is_the_same_on_both_grids_and_a_bad_grid_is_named():
     assert losses[1] == pytest.approx(losses[0], rel=1e-8)
     with pytest.raises(InputError, match="`grid`"):
         _model("shared")
+
+
+def test_a_per_sample_spirals_run_trains_and_its_grid_is_part_of_the_resume_rule(tmp_path):
+    from odeflow.errors import DataFormatError, InputError as _InputError
+    from odeflow.experiments import latent_ode as exp
+    cfg = exp.SpiralConfig(n_obs=10, n_spirals=20, iterations=2, batch_size=4, grid="per_sample")
+    assert exp.build_model(cfg).grid == "per_sample"
+    ckpt = tmp_path / "run.npz"
+    _, _, result = exp.fit_spirals(cfg, quiet=True, checkpoint=ckpt)
+    assert result["complete"] is True and np.isfinite(result["final_loss_per_obs"]) and np.isfinite(result["test_rmse"])
+    other = exp.SpiralConfig(n_obs=10, n_spirals=20, iterations=2, batch_size=4, grid="union")
+    with pytest.raises((DataFormatError, _InputError), match="grid"):  # resuming on the other grid is refused
+        exp.fit_spirals(other, quiet=True, checkpoint=ckpt, resume=True)

@@ -151,6 +151,9 @@ def add_arguments(parser):
     parser.add_argument("--time-scale", type=positive_float, default=d.time_scale,
                         help="time units per encoder unit (default: %(default)s)")
     parser.add_argument("--gradient", choices=("backprop", "adjoint"), default=d.gradient)
+    parser.add_argument("--grid", choices=("union", "per_sample"), default=d.grid,
+                        help="latent solve over the union of a batch's times, or each series on its own "
+                             "times with its own step control (default: %(default)s)")
     parser.add_argument("--rtol", type=positive_float, default=d.rtol)
     parser.add_argument("--atol", type=positive_float, default=d.atol)
     parser.add_argument("--seed", type=nonnegative_int, default=d.seed)
@@ -238,7 +241,7 @@ def _train_all(args) -> int:
                             iterations=args.iterations if name == "latent_ode" else args.rnn_iterations,
                             lr_decay_iterations=(args.lr_decay_iterations if name == "latent_ode"
                                                  else args.rnn_lr_decay_iterations),
-                            batch_size=args.batch_size, lr=args.lr, gradient=args.gradient,
+                            batch_size=args.batch_size, lr=args.lr, gradient=args.gradient, grid=args.grid,
                             time_scale=args.time_scale, rtol=args.rtol, atol=args.atol, seed=args.seed)
                for n_obs in args.n_obs for name in args.models]
     # longest first (ODE runs, many observations), so that parallel workers finish together

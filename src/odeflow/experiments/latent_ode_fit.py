@@ -37,6 +37,7 @@ class SpiralConfig:
     rtol: float = 1e-3
     atol: float = 1e-4
     gradient: str = "backprop"
+    grid: str = "union"                  # the latent solve: union of a batch's times, or per sample
     seed: int = 0
     data_seed: int = 0
 
@@ -164,7 +165,7 @@ def build_model(config: SpiralConfig):
     return LatentODE(obs_dim=2, latent_dim=4, hidden=20, encoder_hidden=25, decoder_hidden=20,
                      encoder=config.encoder, noise_std=config.noise_std, obs_scale=config.obs_scale,
                      time_scale=config.time_scale, gradient=config.gradient, rtol=config.rtol,
-                     atol=config.atol, rng=config.seed)
+                     atol=config.atol, rng=config.seed, grid=config.grid)
 
 
 def spiral_rmse(model, data, t=None, target=None):

@@ -58,7 +58,8 @@ NAMES = {"odenet": "ODE-Net", "rknet": "RK-Net", "resnet": "ResNet"}
 SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "bench-gradients": "bench_gradients-*.jsonl", "train-cnf": "train_cnf.json",
            "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl",
-           "bench-batch": "bench_batch.jsonl"}
+           "bench-batch": "bench_batch.jsonl", "bench-memory-odenet": "bench_memory_odenet.jsonl",
+           "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -342,6 +343,57 @@ def render_bench_batch(rows):
     return text
 
 
+def render_odenet_memory(rows):
+    """docs/odenet.md §6 from scripts/bench_memory_odenet.py: peak MiB per solver-step count."""
+    points = [r for r in rows if "solver_steps" in r]
+    steps = sorted({r["solver_steps"] for r in points})
+    label = {"odenet": "ODE-Net (adjoint), MiB", "rknet": "RK-Net (backprop), MiB"}
+    out = []
+    for model in dict.fromkeys(r["model"] for r in points):
+        by_n = {r["solver_steps"]: r["peak_mib"] for r in points if r["model"] == model}
+        out.append([label.get(model, model)] + [f"{by_n[n]:.2f}" if n in by_n else "" for n in steps])
+    text = _table(["solver steps n"] + [str(n) for n in steps], out)
+    fits = next((r["summary"] for r in rows if "summary" in r), None)
+    if fits:
+        text += ("\nFitted slopes: " + "; ".join(f"{label.get(k, k).split(',')[0]} {v['mib_per_step']:.2f} MiB per "
+                                              f"step" for k, v in fits.items()) + ".\n")
+    return text
+
+
+def render_events_speed(rows):
+    """docs/events.md from scripts/bench_events.py: speed-up against solve_ivp and event overheads."""
+    out = []
+    for r in rows:
+        if r.get("summary"):
+            out.append([r["problem"], f"{r['speedup_jit_event_vs_solve_ivp_event']:.0f}x",
+                        f"{100 * r['event_overhead_jit']:+.0f} %", f"{100 * r['event_overhead_jit_samples_1']:+.0f} %",
+                        f"{100 * r['event_overhead_python']:+.0f} %", f"{100 * r['event_overhead_scipy']:+.0f} %",
+                        f"{r['load_1min']:.1f}"])
+    errors = [r["max_event_time_error"] for r in rows if "max_event_time_error" in r and "odeflow" in r["contender"]]
+    text = _table(["problem", "jitted + event vs solve_ivp + event", "event overhead: jitted (4 samples)",
+                   "jitted (1 sample)", "Python func", "scipy", "load average"], out)
+    if errors:
+        first = next(r for r in rows if "rtol" in r)
+        text += (f"\nWorst event-time error of odeflow's rows against the reference: {max(errors):.1e} "
+                 f"(rtol {first['rtol']:g}; numba {first['numba']}, Python {first['python']}, "
+                 f"{first['repeats']} interleaved turns).\n")
+    return text
+
+
+def render_autodiff_speed(rows):
+    """docs/autodiff.md from scripts/bench_autodiff.py: an MLP's gradient against the NumPy floor."""
+    out = [[r["name"], f"{r['median_us']:.0f} us", f"{r['ratio_to_numpy_floor']:.2f}x"]
+           for r in rows if "median_us" in r]
+    skipped = [r["name"] for r in rows if "skipped" in r]
+    text = _table(["path", "median", "ratio to the NumPy floor"], out)
+    summary = next((r for r in rows if r.get("name") == "summary"), None)
+    if summary:
+        env = ", ".join(f"{k}={v}" for k, v in summary.get("environment", {}).items()) or "none set"
+        text += (f"\nPython {summary['python']}, NumPy {summary['numpy']}; environment: {env}"
+                 + (f"; not run: {', '.join(skipped)}" if skipped else "") + ".\n")
+    return text
+
+
 def render_regularisation(rows):
     """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
     arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
@@ -392,6 +444,9 @@ TABLES = {
     "gradients-speed": ("bench-gradients", render_gradients_speed),
     "study-regularisation": ("study-regularisation", render_regularisation),
     "bench-batch": ("bench-batch", render_bench_batch),
+    "odenet-memory": ("bench-memory-odenet", render_odenet_memory),
+    "events-speed": ("bench-events", render_events_speed),
+    "autodiff-speed": ("bench-autodiff", render_autodiff_speed),
 }
 
 

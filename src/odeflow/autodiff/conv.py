@@ -32,15 +32,17 @@ References
 """
 from __future__ import annotations
 
+import builtins
 import numbers
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from odeflow.autodiff.ops import _node, _t, linear, mean, reshape, transpose
+from odeflow.autodiff.ops import _node, _t, concatenate, mean, reshape, transpose
+from odeflow.autodiff.ops import sum as sum_
+from odeflow.autodiff.tensor import _mode, _wrap
 from odeflow.errors import InputError, ShapeError
 
-__all__ = ["im2col", "col2im", "conv2d", "avg_pool2d", "global_avg_pool2d", "conv_output_size"]
+__all__ = ["im2col", "col2im", "conv2d", "concat_conv2d", "avg_pool2d", "global_avg_pool2d", "conv_output_size"]
 
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
@@ -106,12 +108,10 @@ def im2col(x, kernel_size, stride=1, padding=0):
     x = _t(x)
     k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding)
     n, c, h, w = x.shape
-    # channels last, padded: (N, H + 2 ph, W + 2 pw, C)
-    padded = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), dtype=x.dtype)
-    padded[:, p[0]:p[0] + h, p[1]:p[1] + w, :] = x.data.transpose(0, 2, 3, 1)
-    windows = sliding_window_view(padded, k, axis=(1, 2))[:, ::s[0], ::s[1]][:, :oh, :ow]
-    # (N, OH, OW, C, kh, kw) view -> (N, OH, OW, kh, kw, C) contiguous copy
-    cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))
+    from odeflow.autodiff.conv_kernels import im2col_into  # Numba, on first use
+    # one pass straight from the (N, C, H, W) image: no padded copy, no transpose
+    cols = np.empty((n, oh, ow) + k + (c,), dtype=x.dtype)
+    im2col_into(x.data, 0.0, 0, s[0], s[1], p[0], p[1], cols)
     return _node(cols, (x,), lambda g, out: col2im(g, x.shape, k, s, p))
 
 
@@ -144,13 +144,9 @@ def col2im(cols, shape, kernel_size, stride=1, padding=0):
     if cols.shape != (n, oh, ow) + k + (c,):
         raise ShapeError(f"col2im: `cols` has shape {cols.shape}; images of shape {shape} with "
                          f"this window give patches of shape {(n, oh, ow) + k + (c,)}")
-    g = cols.data
-    out = np.zeros((n, h + 2 * p[0], w + 2 * p[1], c), dtype=cols.dtype)  # channels last
-    # one strided add per kernel offset: kh * kw NumPy calls, each over the whole batch
-    for i in range(k[0]):
-        for j in range(k[1]):
-            out[:, i:i + s[0] * oh:s[0], j:j + s[1] * ow:s[1], :] += g[:, :, :, i, j, :]
-    image = out[:, p[0]:p[0] + h, p[1]:p[1] + w, :].transpose(0, 3, 1, 2)  # NCHW view
+    from odeflow.autodiff.conv_kernels import col2im_into  # Numba, on first use
+    image = np.empty(shape, dtype=cols.dtype)  # contiguous (N, C, H, W)
+    col2im_into(cols.data, 0, s[0], s[1], p[0], p[1], image)
     return _node(image, (cols,), lambda g2, out_: im2col(g2, k, s, p))
 
 
@@ -158,7 +154,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     """2-D cross-correlation of images with a bank of filters, zero padding.
 
     ``y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] * x_pad[n, c, i*sh + p, j*sw + q]``,
-    computed as :func:`im2col` followed by one :func:`~odeflow.autodiff.ops.linear`.
+    computed as :func:`im2col` followed by one GEMM, as one node.
 
     Parameters
     ----------
@@ -184,6 +180,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
 
     Notes
     -----
+    One BLAS product forward and one per gradient (``dW = G^T P`` and
+    ``dP = G W`` for the patches ``P``, then :func:`col2im`), all in one
+    node; the VJP of the input is skipped when the input needs none (the
+    first layer's images). While a backward pass is recorded (second
+    derivatives) the VJP is written with :func:`im2col`, :func:`col2im` and
+    engine products instead, which are differentiable again: the same values.
+
     Memory: the patches hold ``N * OH * OW * C * kh * kw`` numbers (9 copies of
     the input for a 3x3 stride-1 window); the graph keeps them until the
     backward walk has used them.
@@ -193,19 +196,150 @@ def conv2d(x, weight, bias=None, stride=1, padding=0):
     .. [1] K. Chellapilla, S. Puri, P. Simard, IWFHR 2006 (im2col).
     """
     x, weight = _t(x), _t(weight)
+    _check_conv(x, weight, 0)
+    return _conv(x, weight, bias, stride, padding, None)
+
+
+def concat_conv2d(t, x, weight, bias=None, stride=1, padding=0):
+    """:func:`conv2d` of the images with a constant channel ``t`` in front: ``conv([t * 1, x])``.
+
+    The time channel is written into the patches directly (zero on the
+    padding, as the zero-padded constant image), so nothing is concatenated;
+    the weight's first input channel multiplies it.
+
+    Parameters
+    ----------
+    t : float
+        The time (a constant: no gradient flows to it).
+    x : Tensor, shape (N, C, H, W), float
+    weight : Tensor, shape (O, C + 1, kh, kw)
+    bias, stride, padding
+        As :func:`conv2d`.
+
+    Returns
+    -------
+    Tensor, shape (N, O, OH, OW)
+        Equal to ``conv2d(concatenate([full((N, 1, H, W), t), x], 1), weight, ...)``.
+
+    Raises
+    ------
+    ShapeError, InputError
+        As :func:`conv2d` (`weight` must have one input channel more than `x`).
+
+    References
+    ----------
+    .. [1] R. T. Q. Chen et al., "Neural ordinary differential equations",
+       NeurIPS 2018, and its public MNIST example (``ConcatConv2d``).
+    """
+    x, weight = _t(x), _t(weight)
+    _check_conv(x, weight, 1)
+    return _conv(x, weight, bias, stride, padding, float(t))
+
+
+def _check_conv(x, weight, lead: int):
     if weight.ndim != 4:
         raise ShapeError(f"conv2d: `weight` must have shape (O, C, kh, kw); got shape {weight.shape}")
-    if x.ndim != 4 or x.shape[1] != weight.shape[1]:
+    if x.ndim != 4 or x.shape[1] + lead != weight.shape[1]:
+        need = weight.shape[1] - lead
         raise ShapeError(f"conv2d: `x` of shape {x.shape} does not fit `weight` of shape "
-                         f"{weight.shape} (needs x of shape (N, {weight.shape[1]}, H, W))")
-    n = x.shape[0]
-    o = weight.shape[0]
-    cols = im2col(x, weight.shape[2:], stride, padding)  # (N, OH, OW, kh, kw, C)
-    oh, ow = cols.shape[1:3]
-    flat = reshape(cols, (n * oh * ow, -1))
-    w2d = reshape(transpose(weight, (0, 2, 3, 1)), (o, -1))  # (O, kh * kw * C), as the patches
-    y = linear(flat, w2d, bias)  # (N * OH * OW, O): channels last
-    return transpose(reshape(y, (n, oh, ow, o)), (0, 3, 1, 2))
+                         f"{weight.shape} (needs x of shape (N, {need}, H, W))")
+
+
+def _conv(x, weight, bias, stride, padding, time):
+    """:func:`conv2d` (``time`` None) or :func:`concat_conv2d` after the shape checks."""
+    from odeflow.autodiff.conv_kernels import col2im_into, im2col_into  # Numba, on first use
+    lead = 0 if time is None else 1
+    k, s, p, (oh, ow) = _geometry(x.shape, weight.shape[2:], stride, padding)
+    n, c = x.shape[:2]
+    o, ct = weight.shape[:2]
+    if bias is not None:
+        bias = _t(bias)
+        if bias.shape != (o,):
+            raise ShapeError(f"conv2d: `bias` has shape {bias.shape}; expected {(o,)}")
+    cols = np.empty((n, oh, ow) + k + (ct,), dtype=x.dtype)
+    im2col_into(x.data, 0.0 if time is None else time, lead, s[0], s[1], p[0], p[1], cols)
+    cols2d = cols.reshape(n * oh * ow, -1)
+    w2d = weight.data.transpose(0, 2, 3, 1).reshape(o, -1)  # (O, kh * kw * C), as the patches
+    y = cols2d @ w2d.T  # (N * OH * OW, O): channels last
+    if bias is not None:
+        y = np.add(y, bias.data, out=y) if y.dtype == bias.dtype else y + bias.data
+    y = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    if not (_mode.enabled and builtins.any(q.requires_grad for q in parents)):
+        return _wrap(y)
+
+    def vjp(g, out):
+        if _mode.enabled:  # recording the backward pass: engine ops, differentiable again
+            return _recorded_conv_vjp(g, x, weight, bias, k, s, p, time)
+        g2d = g.data.transpose(0, 2, 3, 1).reshape(-1, o)  # (N * OH * OW, O)
+        grads = [None,
+                 _wrap((g2d.T @ cols2d).reshape(o, k[0], k[1], ct).transpose(0, 3, 1, 2))]
+        if x.requires_grad and s == (1, 1) and p[0] < k[0] and p[1] < k[1]:
+            grads[0] = _wrap(_transposed_conv(g.data, weight.data[:, lead:], k, p))
+        elif x.requires_grad:
+            dcols = (g2d @ w2d).reshape(cols.shape)
+            dx = np.empty(x.shape, dtype=dcols.dtype)
+            col2im_into(dcols, lead, s[0], s[1], p[0], p[1], dx)
+            grads[0] = _wrap(dx)
+        if bias is not None:
+            grads.append(_wrap(g2d.sum(axis=0)))
+        return grads
+
+    return _wrap(y, parents, vjp)
+
+
+def _transposed_conv(g, weight, k, p):
+    """``col2im(G W)`` for a stride-1 convolution, as a convolution of the gradient itself.
+
+    With stride 1 the input gradient is the output gradient `g` ``(N, O, OH, OW)``
+    convolved with the flipped, transposed filters ``w'[c, o, p, q] = w[o, c,
+    kh-1-p, kw-1-q]`` under padding ``k - 1 - padding`` (Dumoulin & Visin 2016,
+    §4.1, the transposed convolution): one :func:`im2col` of `g` and one GEMM,
+    which avoids the scatter-add of :func:`col2im` (a read-modify-write of
+    every patch entry). Needs ``padding < k`` on both axes.
+
+    Returns
+    -------
+    ndarray, shape (N, C, H, W)
+        A channels-last buffer seen through a transpose.
+    """
+    from odeflow.autodiff.conv_kernels import im2col_into
+    n, o, oh, ow = g.shape
+    c = weight.shape[1]
+    qh, qw = k[0] - 1 - p[0], k[1] - 1 - p[1]
+    h, w = oh + 2 * qh - k[0] + 1, ow + 2 * qw - k[1] + 1
+    gcols = np.empty((n, h, w) + k + (o,), dtype=g.dtype)
+    im2col_into(g, 0.0, 0, 1, 1, qh, qw, gcols)
+    flipped = weight[:, :, ::-1, ::-1].transpose(1, 2, 3, 0).reshape(c, -1)  # (C, kh * kw * O)
+    return (gcols.reshape(n * h * w, -1) @ flipped.T).reshape(n, h, w, c).transpose(0, 3, 1, 2)
+
+
+def _recorded_conv_vjp(g, x, weight, bias, k, s, p, time):
+    """The VJP of :func:`_conv` written with engine ops (differentiable to any order).
+
+    With the patches ``P = im2col(x)`` (``x`` with the time channel in front
+    when `time` is set), ``G`` the output gradient as ``(N * OH * OW, O)`` and
+    ``W`` the weight as ``(O, kh * kw * C)``: ``dx = col2im(G W)``,
+    ``dW = G^T P``, ``db = sum(G, 0)``.
+    """
+    o, ct = weight.shape[:2]
+    n, c, h, w = x.shape
+    if time is not None:
+        full = _wrap(np.full((n, 1, h, w), time, dtype=x.dtype))
+        x = concatenate([full, x], axis=1)
+    g2d = reshape(transpose(g, (0, 2, 3, 1)), (-1, o))
+    w2d = reshape(transpose(weight, (0, 2, 3, 1)), (o, -1))
+    patches = im2col(x, k, s, p)
+    dx = None
+    if x.requires_grad:
+        dx = col2im(reshape(g2d @ w2d, patches.shape), x.shape, k, s, p)
+        dx = dx if time is None else dx[:, 1:]
+    cols = reshape(patches, (g2d.shape[0], -1))
+    dw = transpose(reshape(transpose(g2d) @ cols, (o, k[0], k[1], ct)), (0, 3, 1, 2))
+    grads = [dx, dw]
+    if bias is not None:
+        grads.append(sum_(g2d, 0))
+    return grads
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):

@@ -37,6 +37,7 @@ import numbers
 import numpy as np
 
 from odeflow.autodiff.ops import _node, _t, mean, reshape
+from odeflow.autodiff.ops import sum as sum_
 from odeflow.autodiff.tensor import _mode, _wrap
 from odeflow.errors import InputError, ShapeError
 
@@ -115,10 +116,70 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != (c,):
             raise ShapeError(f"group_norm: `{name}` must have shape ({c},); got shape {p.shape}")
-    xhat = reshape(_standardize(reshape(x, (n, int(num_groups), -1)), float(eps)), x.shape)
+    return _fused_group_norm(x, int(num_groups), weight, bias, float(eps))
+
+
+def _fused_group_norm(x, groups: int, weight, bias, eps: float):
+    """:func:`group_norm` after its checks: one node, forward and VJP by the fused kernels.
+
+    While a backward pass is being recorded (second derivatives) the VJP is
+    built from engine ops instead (:func:`_recorded_vjp`): same values, and
+    differentiable again.
+    """
+    from odeflow.autodiff.norm_kernels import group_norm_backward, group_norm_forward  # Numba
+    n, c = x.shape[:2]
+    data = x.data if x.dtype.kind == "f" else x.data.astype(np.float64)
+    x3 = data.reshape(n, c, -1)  # a view for contiguous and channels-last images
+    gamma = np.ones(c, data.dtype) if weight is None else weight.data
+    beta = np.zeros(c, data.dtype) if bias is None else bias.data
+    xhat = np.empty(x3.shape, data.dtype)
+    out_dtype = np.result_type(data.dtype, gamma.dtype, beta.dtype)
+    y = xhat if weight is None and bias is None else np.empty(x3.shape, out_dtype)
+    r = np.empty((n, groups), data.dtype)
+    group_norm_forward(x3, groups, eps, gamma, beta, xhat, y, r)
+    y = y.reshape(x.shape)
+    parents = tuple(p for p in (x, weight, bias) if p is not None)
+    if not (_mode.enabled and any(p.requires_grad for p in parents)):
+        return _wrap(y)
+
+    def vjp(g, out):
+        if _mode.enabled:  # recording the backward pass: engine ops, differentiable again
+            return _recorded_vjp(g, x, groups, weight, bias, eps)
+        g3 = g.data.reshape(x3.shape)
+        dx = np.empty(x3.shape, g3.dtype)
+        dgamma, dbeta = np.empty(c), np.empty(c)
+        group_norm_backward(g3, xhat, r, gamma, dx, dgamma, dbeta)
+        grads = [_wrap(dx.reshape(x.shape))]
+        if weight is not None:
+            grads.append(_wrap(dgamma.astype(weight.dtype)))
+        if bias is not None:
+            grads.append(_wrap(dbeta.astype(bias.dtype)))
+        return grads
+
+    return _wrap(y, parents, vjp)
+
+
+def _recorded_vjp(g, x, groups: int, weight, bias, eps: float):
+    """The VJP of :func:`group_norm` as engine ops on `x`, `g` and the parameters.
+
+    ``dL/dx = r * (gh - mean(gh) - xhat * mean(gh * xhat))`` per group with
+    ``gh = gamma * g``, ``dL/dgamma = sum(g * xhat)``, ``dL/dbeta = sum(g)``
+    (sums over every axis but the channels), with ``xhat`` and ``r`` rebuilt
+    as nodes depending on `x` so that the result can be differentiated again.
+    """
+    n, c = x.shape[:2]
+    grouped = (n, groups, -1)
     per_channel = (1, c) + (1,) * (x.ndim - 2)
+    others = (0,) + tuple(range(2, x.ndim))
+    xg = reshape(x, grouped)
+    xhat = _standardize(xg, eps)
+    gh = g if weight is None else g * reshape(weight, per_channel)
+    gh = reshape(gh, grouped)
+    dx = _inv_std(xg, eps) * (gh - mean(gh, axis=-1, keepdims=True)
+                              - xhat * mean(gh * xhat, axis=-1, keepdims=True))
+    grads = [reshape(dx, x.shape)]
     if weight is not None:
-        xhat = xhat * reshape(weight, per_channel)
+        grads.append(sum_(g * reshape(xhat, x.shape), others))
     if bias is not None:
-        xhat = xhat + reshape(bias, per_channel)
-    return xhat
+        grads.append(sum_(g, others))
+    return grads

@@ -114,11 +114,8 @@ class ConcatConv2d(Conv2d):
     def forward(self, t, x):
         """`t` a float (or 0-d array), `x` ``(N, in_channels, H, W)``."""
         _check_channels(self, x, self.in_channels - 1)
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        n, _, h, w = x.shape
-        time = Tensor(np.full((n, 1, h, w), float(t), dtype=x.dtype))
-        return C.conv2d(ops.concatenate([time, x], axis=1), self.weight, self.bias,
-                        self.stride, self.padding)
+        # the time channel goes straight into the patches: nothing is concatenated
+        return C.concat_conv2d(t, x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self):
         return f"t + {self.in_channels - 1}, " + super().extra_repr().split(", ", 1)[1]

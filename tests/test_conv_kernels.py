@@ -207,3 +207,21 @@ def test_group_norm_second_order_through_the_affine_map():
     x = rng.standard_normal((2, 4, 3))
     w, b = rng.standard_normal(4), rng.standard_normal(4)
     check_grads(lambda x, w, b: ad.group_norm(x, 2, w, b) ** 2, x, w, b, order=2)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2000])
+@pytest.mark.parametrize("s, p", [((1, 1), (1, 1)), ((2, 2), (1, 0))])
+def test_conv2d_in_chunks_of_images_equals_one_product(monkeypatch, chunk_bytes, s, p):
+    # 1 byte: one image per chunk; 2000: a few images per chunk, the last one shorter
+    import odeflow.autodiff.conv as conv_module
+    rng = np.random.default_rng(5)
+    x, w, b = _leaves(rng, (7, 3, 5, 6), (4, 4, 3, 3), (4,))
+    y_ref = reference_conv2d(ops.concatenate([Tensor(np.full((7, 1, 5, 6), 0.25)), x], axis=1),
+                             w, b, s, p)
+    monkeypatch.setattr(conv_module, "CHUNK_BYTES", chunk_bytes)
+    y = concat_conv2d(0.25, x, w, b, s, p)
+    np.testing.assert_allclose(y.data, y_ref.data, rtol=0, atol=TOL)
+    g = rng.standard_normal(y.shape)
+    for got, want in zip(gradients(y, [x, w, b], grad_outputs=g),
+                         gradients(y_ref, [x, w, b], grad_outputs=g)):
+        np.testing.assert_allclose(got.data, want.data, rtol=0, atol=TOL)

@@ -132,14 +132,17 @@ def _fused_group_norm(x, groups: int, weight, bias, eps: float):
     x3 = data.reshape(n, c, -1)  # a view for contiguous and channels-last images
     gamma = np.ones(c, data.dtype) if weight is None else weight.data
     beta = np.zeros(c, data.dtype) if bias is None else bias.data
-    xhat = np.empty(x3.shape, data.dtype)
+    parents = tuple(p for p in (x, weight, bias) if p is not None)
+    recording = _mode.enabled and any(p.requires_grad for p in parents)
     out_dtype = np.result_type(data.dtype, gamma.dtype, beta.dtype)
-    y = xhat if weight is None and bias is None else np.empty(x3.shape, out_dtype)
+    y = np.empty(x3.shape, out_dtype)
+    # xhat is kept for the VJP only; without one the kernel writes it into y, then y over it
+    affine = weight is not None or bias is not None
+    xhat = np.empty(x3.shape, data.dtype) if recording and affine else y
     r = np.empty((n, groups), data.dtype)
     group_norm_forward(x3, groups, eps, gamma, beta, xhat, y, r)
     y = y.reshape(x.shape)
-    parents = tuple(p for p in (x, weight, bias) if p is not None)
-    if not (_mode.enabled and any(p.requires_grad for p in parents)):
+    if not recording:
         return _wrap(y)
 
     def vjp(g, out):

@@ -17,7 +17,7 @@ import odeflow.autodiff as ad
 from odeflow.autodiff import Tensor, ops
 from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.conv import concat_conv2d
-from odeflow.errors import ShapeError
+from odeflow.errors import InputError, ShapeError
 from odeflow.testing import check_grads
 
 FAST = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -225,3 +225,12 @@ def test_conv2d_in_chunks_of_images_equals_one_product(monkeypatch, chunk_bytes,
     for got, want in zip(gradients(y, [x, w, b], grad_outputs=g),
                          gradients(y_ref, [x, w, b], grad_outputs=g)):
         np.testing.assert_allclose(got.data, want.data, rtol=0, atol=TOL)
+
+
+def test_remembered_geometry_still_rejects_a_bool_window():
+    x = np.zeros((1, 1, 4, 4))
+    ad.im2col(x, 1)  # remembers (shape, 1, 1, 0)
+    with pytest.raises(InputError, match="kernel_size"):
+        ad.im2col(x, True)
+    with pytest.raises(InputError, match="kernel_size"):
+        ad.im2col(x, [True, 1])  # a list: checked without the cache

@@ -33,6 +33,7 @@ References
 from __future__ import annotations
 
 import builtins
+import functools
 import numbers
 
 import numpy as np
@@ -64,7 +65,18 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) 
 
 
 def _geometry(shape, kernel_size, stride, padding):
-    """Check an image shape against a window; return ``(kh, kw), (sh, sw), (ph, pw), (OH, OW)``."""
+    """Check an image shape against a window; return ``(kh, kw), (sh, sw), (ph, pw), (OH, OW)``.
+
+    Remembered for hashable arguments (a layer asks the same question at every
+    evaluation); a bad one raises every time, as nothing is stored for it.
+    """
+    try:
+        return _geometry_cached(tuple(shape), kernel_size, stride, padding)
+    except TypeError:  # unhashable arguments (lists): checked without the cache
+        return _check_geometry(tuple(shape), kernel_size, stride, padding)
+
+
+def _check_geometry(shape, kernel_size, stride, padding):
     if len(shape) != 4:
         raise ShapeError(f"expected images of shape (N, C, H, W); got shape {tuple(shape)}")
     k = _pair(kernel_size, "kernel_size", 1)
@@ -75,6 +87,9 @@ def _geometry(shape, kernel_size, stride, padding):
         raise ShapeError(f"a window of `kernel_size` {k} with `padding` {p} does not fit images "
                          f"of shape {tuple(shape)} (H, W = {shape[2]}, {shape[3]})")
     return k, s, p, out
+
+
+_geometry_cached = functools.lru_cache(maxsize=256, typed=True)(_check_geometry)  # True != 1
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
@@ -273,8 +288,9 @@ def _conv(x, weight, bias, stride, padding, time):
 
     Forward: ``Y = P W^T + b`` chunk by chunk of images (:func:`_chunks`), each
     chunk of patches ``P`` written by the kernel and read by one GEMM while it
-    is in cache. The node keeps the images, not the patches; the VJP makes
-    them again chunk by chunk for ``dW = G^T P``.
+    is in cache. With several chunks the node keeps the images, not the
+    patches, and the VJP makes them again chunk by chunk for ``dW = G^T P``;
+    a single chunk's patches are kept.
     """
     from odeflow.autodiff.conv_kernels import col2im_into  # Numba, on first use
     lead = 0 if time is None else 1
@@ -289,10 +305,15 @@ def _conv(x, weight, bias, stride, padding, time):
     w2d = weight.data.transpose(0, 2, 3, 1).reshape(o, -1)  # (O, kh * kw * C), as the patches
     rows = oh * ow  # output pixels per image
     chunks = _chunks(n, rows * w2d.shape[1] * x.dtype.itemsize)
-    y = np.empty((n * rows, o), dtype=np.result_type(x.dtype, weight.dtype))  # channels last
-    for a, b in chunks:
-        np.matmul(_patches(x.data[a:b], value, lead, k, s, p, oh, ow, ct), w2d.T,
-                  out=y[a * rows:b * rows])
+    if len(chunks) == 1:  # small enough to keep for the VJP
+        kept = _patches(x.data, value, lead, k, s, p, oh, ow, ct)
+        y = kept @ w2d.T  # (N * OH * OW, O): channels last
+    else:
+        kept = None
+        y = np.empty((n * rows, o), dtype=np.result_type(x.dtype, weight.dtype))
+        for a, b in chunks:
+            np.matmul(_patches(x.data[a:b], value, lead, k, s, p, oh, ow, ct), w2d.T,
+                      out=y[a * rows:b * rows])
     if bias is not None:
         y = np.add(y, bias.data, out=y) if y.dtype == bias.dtype else y + bias.data
     y = y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
@@ -304,10 +325,13 @@ def _conv(x, weight, bias, stride, padding, time):
         if _mode.enabled:  # recording the backward pass: engine ops, differentiable again
             return _recorded_conv_vjp(g, x, weight, bias, k, s, p, time)
         g2d = g.data.transpose(0, 2, 3, 1).reshape(-1, o)  # (N * OH * OW, O)
-        dw = None
-        for a, b in chunks:
-            part = g2d[a * rows:b * rows].T @ _patches(x.data[a:b], value, lead, k, s, p, oh, ow, ct)
-            dw = part if dw is None else np.add(dw, part, out=dw)
+        if kept is not None:
+            dw = g2d.T @ kept
+        else:
+            dw = None
+            for a, b in chunks:
+                part = g2d[a * rows:b * rows].T @ _patches(x.data[a:b], value, lead, k, s, p, oh, ow, ct)
+                dw = part if dw is None else np.add(dw, part, out=dw)
         grads = [None, _wrap(dw.reshape(o, k[0], k[1], ct).transpose(0, 3, 1, 2))]
         if x.requires_grad and s == (1, 1) and p[0] < k[0] and p[1] < k[1]:
             grads[0] = _wrap(_transposed_conv(g.data, weight.data[:, lead:], k, p))

@@ -191,6 +191,15 @@ def test_group_norm_reads_a_channels_last_convolution_output():
     got = ad.group_norm(y, 2).data
     want = reference_group_norm(Tensor(np.ascontiguousarray(y.data)), 2, None, None).data
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+    # and the gradients through it, with the affine map
+    x, w, gamma, beta = _leaves(rng, (3, 2, 5, 5), (4, 2, 3, 3), (4,), (4,))
+    out = ad.group_norm(ad.conv2d(x, w, None, 1, 1), 2, gamma, beta)
+    ref = reference_group_norm(reference_conv2d(x, w, None, (1, 1), (1, 1)), 2, gamma, beta)
+    np.testing.assert_allclose(out.data, ref.data, rtol=0, atol=TOL)
+    g = rng.standard_normal(out.shape)
+    for a, b in zip(gradients(out, [x, w, gamma, beta], grad_outputs=g),
+                    gradients(ref, [x, w, gamma, beta], grad_outputs=g)):
+        np.testing.assert_allclose(a.data, b.data, rtol=0, atol=TOL)
 
 
 def test_group_norm_float32_stays_float32_and_close_to_float64():

@@ -126,7 +126,7 @@ def _fused_group_norm(x, groups: int, weight, bias, eps: float):
     built from engine ops instead (:func:`_recorded_vjp`): same values, and
     differentiable again.
     """
-    from odeflow.autodiff.norm_kernels import group_norm_backward, group_norm_forward  # Numba
+    from odeflow.autodiff import norm_kernels as K  # Numba, on first use
     n, c = x.shape[:2]
     data = x.data if x.dtype.kind == "f" else x.data.astype(np.float64)
     x3 = data.reshape(n, c, -1)  # a view for contiguous and channels-last images
@@ -140,7 +140,12 @@ def _fused_group_norm(x, groups: int, weight, bias, eps: float):
     affine = weight is not None or bias is not None
     xhat = np.empty(x3.shape, data.dtype) if recording and affine else y
     r = np.empty((n, groups), data.dtype)
-    group_norm_forward(x3, groups, eps, gamma, beta, xhat, y, r)
+    # a convolution's channels-last output is read in its own order
+    x_cl = x3.transpose(0, 2, 1)
+    if x3.shape[2] > 1 and not x3.flags.c_contiguous and x_cl.flags.c_contiguous:
+        K.group_norm_forward_channels_last(x_cl, groups, eps, gamma, beta, xhat, y, r)
+    else:
+        K.group_norm_forward(x3, groups, eps, gamma, beta, xhat, y, r)
     y = y.reshape(x.shape)
     if not recording:
         return _wrap(y)
@@ -151,7 +156,7 @@ def _fused_group_norm(x, groups: int, weight, bias, eps: float):
         g3 = g.data.reshape(x3.shape)
         dx = np.empty(x3.shape, g3.dtype)
         dgamma, dbeta = np.empty(c), np.empty(c)
-        group_norm_backward(g3, xhat, r, gamma, dx, dgamma, dbeta)
+        K.group_norm_backward(g3, xhat, r, gamma, dx, dgamma, dbeta)
         grads = [_wrap(dx.reshape(x.shape))]
         if weight is not None:
             grads.append(_wrap(dgamma.astype(weight.dtype)))

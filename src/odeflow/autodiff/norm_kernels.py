@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from odeflow.solvers.jit import kernel
 
-__all__ = ["group_norm_forward", "group_norm_backward"]
+__all__ = ["group_norm_forward", "group_norm_forward_channels_last", "group_norm_backward"]
 
 
 @kernel
@@ -71,6 +73,54 @@ def group_norm_forward(x, groups, eps, gamma, beta, xhat, y, r):
                     v = (x[n, c, k] - mu) * rg
                     xhat[n, c, k] = v
                     y[n, c, k] = a * v + b
+
+
+@kernel
+def group_norm_forward_channels_last(x_cl, groups, eps, gamma, beta, xhat, y, r):
+    """:func:`group_norm_forward` for images stored channels-last: `x_cl` is ``(N, M, C)``.
+
+    A convolution's output is a channels-last buffer; reading it pixel by
+    pixel with the channels innermost keeps every load unit-stride and lets
+    the per-channel sums run side by side (then they are added per group),
+    where :func:`group_norm_forward` on its ``(N, C, M)`` view would stride by
+    ``C`` between neighbouring reads. Same results (`xhat`, `y` ``(N, C, M)``,
+    `r` ``(N, G)``), the sums added in a different order (equal to rounding).
+    """
+    n_img, m, n_ch = x_cl.shape
+    cpg = n_ch // groups
+    count = cpg * m
+    s_c = np.empty(n_ch)
+    mu_c = np.empty(n_ch)
+    r_c = np.empty(n_ch, r.dtype)
+    for n in range(n_img):
+        s_c[:] = 0.0
+        for k in range(m):
+            for c in range(n_ch):
+                s_c[c] += x_cl[n, k, c]
+        for g in range(groups):
+            total = 0.0
+            for c in range(g * cpg, (g + 1) * cpg):
+                total += s_c[c]
+            for c in range(g * cpg, (g + 1) * cpg):
+                mu_c[c] = total / count
+        s_c[:] = 0.0
+        for k in range(m):
+            for c in range(n_ch):
+                d = x_cl[n, k, c] - mu_c[c]
+                s_c[c] += d * d
+        for g in range(groups):
+            ss = 0.0
+            for c in range(g * cpg, (g + 1) * cpg):
+                ss += s_c[c]
+            r[n, g] = 1.0 / math.sqrt(ss / count + eps)
+            for c in range(g * cpg, (g + 1) * cpg):
+                r_c[c] = r[n, g]  # in the data's dtype, as the NumPy formulation rounds it
+        for c in range(n_ch):
+            a, b, mc, rc = gamma[c], beta[c], mu_c[c], r_c[c]
+            for k in range(m):
+                v = (x_cl[n, k, c] - mc) * rc
+                xhat[n, c, k] = v
+                y[n, c, k] = a * v + b
 
 
 @kernel

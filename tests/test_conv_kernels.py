@@ -243,3 +243,15 @@ def test_remembered_geometry_still_rejects_a_bool_window():
         ad.im2col(x, True)
     with pytest.raises(InputError, match="kernel_size"):
         ad.im2col(x, [True, 1])  # a list: checked without the cache
+
+
+@pytest.mark.parametrize("k, s, p, h", [(2, None, 0, 4), (2, None, 0, 5), ((2, 3), None, 0, 7),
+                                        (2, 1, 0, 4), (3, 2, 1, 6)])
+def test_avg_pool2d_equals_the_mean_of_the_patches(k, s, p, h):
+    rng = np.random.default_rng(6)
+    x = Tensor(rng.standard_normal((2, 3, h, h + 1)), requires_grad=True)
+    y = ad.avg_pool2d(x, k, s, p)
+    cols = reference_im2col(x.data, (k, k) if isinstance(k, int) else k,
+                            (s or k, s or k) if isinstance(s or k, int) else (s or k), (p, p))
+    np.testing.assert_allclose(y.data, cols.mean(axis=(3, 4)).transpose(0, 3, 1, 2), rtol=0, atol=TOL)
+    check_grads(lambda x: ad.avg_pool2d(x, k, s, p) ** 2, x.data, order=2)

@@ -415,6 +415,9 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
     Returns
     -------
     Tensor, shape (N, C, OH, OW)
+        Windows that tile the image (stride = window, no padding) are a
+        reshape of it (rows and columns left over are cropped, as the
+        window's output size says); others go through :func:`im2col`.
 
     Raises
     ------
@@ -422,7 +425,13 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
         As :func:`im2col`.
     """
     x = _t(x)
-    cols = im2col(x, kernel_size, kernel_size if stride is None else stride, padding)
+    stride = kernel_size if stride is None else stride
+    k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding)
+    if s == k and p == (0, 0):  # tiling windows: a reshape of the image, no patches
+        n, c = x.shape[:2]
+        tiles = x if x.shape[2:] == (oh * k[0], ow * k[1]) else x[:, :, :oh * k[0], :ow * k[1]]
+        return mean(reshape(tiles, (n, c, oh, k[0], ow, k[1])), axis=(3, 5))
+    cols = im2col(x, k, s, p)
     return transpose(mean(cols, axis=(3, 4)), (0, 3, 1, 2))
 
 

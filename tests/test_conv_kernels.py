@@ -255,3 +255,21 @@ def test_avg_pool2d_equals_the_mean_of_the_patches(k, s, p, h):
                             (s or k, s or k) if isinstance(s or k, int) else (s or k), (p, p))
     np.testing.assert_allclose(y.data, cols.mean(axis=(3, 4)).transpose(0, 3, 1, 2), rtol=0, atol=TOL)
     check_grads(lambda x: ad.avg_pool2d(x, k, s, p) ** 2, x.data, order=2)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_group_norm_with_relu_equals_relu_of_group_norm(affine):
+    rng = np.random.default_rng(7)
+    x, w, b = _leaves(rng, (3, 4, 3, 3), (4,), (4,))
+    w, b = (w, b) if affine else (None, None)
+    y = ad.group_norm(x, 2, w, b, relu=True)
+    y_ref = ops.relu(reference_group_norm(x, 2, w, b))
+    np.testing.assert_allclose(y.data, y_ref.data, rtol=0, atol=TOL)
+    g = rng.standard_normal(y.shape)
+    wrt = [x] + ([w, b] if affine else [])
+    for got, want in zip(gradients(y, wrt, grad_outputs=g), gradients(y_ref, wrt, grad_outputs=g)):
+        np.testing.assert_allclose(got.data, want.data, rtol=0, atol=TOL)
+    # second order, the points kept away from the kink (check_grads steps ~1e-6)
+    x0 = rng.standard_normal((2, 4, 3))
+    assert np.abs(ad.group_norm(x0, 2).data).min() > 1e-3
+    check_grads(lambda x: ad.group_norm(x, 2, relu=True) ** 2, x0, order=2)

@@ -7,17 +7,26 @@ matrix product once every receptive field has been copied out as a row: the
     patches[n, i, j, p, q, c] = x_pad[n, c, i * s + p, j * s + q]        (im2col)
     y[n, o, i, j] = sum_{p, q, c} patches[n, i, j, p, q, c] * w[o, c, p, q] + b[o]
 
-so ``conv2d`` is ``im2col`` followed by one ``linear`` (one BLAS GEMM of shape
-``(N * OH * OW, C * kh * kw) x (C * kh * kw, O)``) and a transpose. Its VJPs
-come for free: ``linear`` already has them, and the VJP of ``im2col`` is its
-adjoint ``col2im``, which adds every patch back where it came from
-(overlapping patches add up). The two primitives are each other's VJP, like
-``getitem`` and ``index_add`` in :mod:`odeflow.autodiff.ops`, so gradients of
-any order are right by construction: nothing here has a hand-written
-derivative of the convolution itself.
+so ``conv2d`` is ``im2col`` followed by one BLAS GEMM of shape
+``(N * OH * OW, C * kh * kw) x (C * kh * kw, O)`` and a transposed view, as
+one node. Its VJP is again GEMMs: ``dW = G^T P`` for the patches ``P``, and
+``dx = col2im(G W)``, where ``col2im``, the adjoint of ``im2col``, adds every
+patch back where it came from (overlapping patches add up); for stride 1 the
+same ``dx`` is computed as a convolution of ``G`` with the flipped filters
+(the transposed convolution, Dumoulin & Visin 2016, §4), which needs no
+scatter-add. The patches are written by a jitted kernel
+(:mod:`odeflow.autodiff.conv_kernels`) and made and consumed in chunks of
+images that fit in cache. ``ConcatConv2d``'s time channel is written into the
+patches by the same kernel (:func:`concat_conv2d`).
 
-Pooling reuses the same pieces: ``avg_pool2d`` is the mean of the patches,
-``global_avg_pool2d`` the mean over the spatial axes.
+For higher derivatives the VJP, when its own pass is recorded, is built from
+``im2col``, ``col2im`` and engine products instead: the two primitives are
+each other's VJP, like ``getitem`` and ``index_add`` in
+:mod:`odeflow.autodiff.ops`, so gradients of any order are right by
+construction, with no hand-written second derivative of the convolution.
+
+Pooling: ``avg_pool2d`` is the mean of the patches (a reshape of the image
+when the windows tile it), ``global_avg_pool2d`` the mean over the spatial axes.
 
 Shapes follow PyTorch: images ``(N, C, H, W)``, weights ``(O, C, kh, kw)``,
 output side ``OH = (H + 2 * padding - kh) // stride + 1``.
@@ -28,7 +37,8 @@ References
    neural networks for document processing", IWFHR 2006 (unrolling
    convolutions into matrix products).
 .. [2] V. Dumoulin, F. Visin, "A guide to convolution arithmetic for deep
-   learning", arXiv:1603.07285, 2016, §2 (output sizes with padding and stride).
+   learning", arXiv:1603.07285, 2016, §2 (output sizes with padding and
+   stride) and §4 (transposed convolution).
 """
 from __future__ import annotations
 

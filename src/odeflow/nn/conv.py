@@ -151,13 +151,14 @@ class GroupNorm(Module):
         self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_channels, dtype)) if affine else None
 
-    def forward(self, x):
-        """`x` ``(N, num_channels, ...)`` to the same shape."""
+    def forward(self, x, relu: bool = False):
+        """`x` ``(N, num_channels, ...)`` to the same shape; with `relu`, ``relu(GN(x))``
+        as one node (:func:`odeflow.autodiff.norm.group_norm`)."""
         shape = x.shape if isinstance(x, (Tensor, np.ndarray)) else np.shape(x)
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise ShapeError(f"GroupNorm expects shape (N, {self.num_channels}, ...); got shape "
                              f"{tuple(shape)}")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, relu=relu)
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"

@@ -59,7 +59,8 @@ SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "bench-gradients": "bench_gradients-*.jsonl", "train-cnf": "train_cnf.json",
            "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl",
            "bench-batch": "bench_batch.jsonl", "bench-memory-odenet": "bench_memory_odenet.jsonl",
-           "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl"}
+           "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl",
+           "bench-odenet": "bench_odenet.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -430,6 +431,31 @@ def render_regularisation(rows):
                    "training s (mean)", "load average"], out)
 
 
+def render_odenet_speed(rows):
+    """docs/odenet.md's training-speed table from one run of scripts/bench_odenet.py."""
+    epochs = {(r["library"], r["batch_size"], r["epoch"]): r for r in rows if r.get("bench") == "odenet_epoch"}
+    ratios = {(r["batch_size"], r["epoch"]): r["speedup"] for r in rows if r.get("bench") == "odenet_ratio"}
+    load = next((r for r in rows if r.get("bench") == "odenet_load"), {})
+    out = []
+    for (library, batch, epoch), r in epochs.items():
+        if library != "odeflow":
+            continue
+        peer = epochs.get(("torchdiffeq", batch, epoch))
+
+        def cell(x):
+            return "-" if x is None else (f"{x['seconds_median']:.1f} s (NFE {x['nfe_forward']:.1f} + "
+                                          f"{x['nfe_backward']:.1f})")
+        speedup = ratios.get((batch, epoch))
+        out.append([batch, epoch, cell(r), cell(peer), "-" if speedup is None else f"**{speedup:.2f}x**",
+                    r["repeats"]])
+    table = _table(["batch", "epoch", "odeflow: median s (NFE forward + backward per step)",
+                    "torchdiffeq: median s (NFE)", "speedup (torchdiffeq s / odeflow s)", "repeats"], out)
+    if load:
+        table += (f"\nOne thread each, interleaved in fresh processes; load average (1 min) "
+                  f"{load['load_1min_before']:.1f} before and {load['load_1min_after']:.1f} after the run.\n")
+    return table
+
+
 # table name -> (source, renderer)
 TABLES = {
     "odenet-demo": ("demo", render_odenet_demo),
@@ -447,6 +473,7 @@ TABLES = {
     "odenet-memory": ("bench-memory-odenet", render_odenet_memory),
     "events-speed": ("bench-events", render_events_speed),
     "autodiff-speed": ("bench-autodiff", render_autodiff_speed),
+    "odenet-speed": ("bench-odenet", render_odenet_speed),
 }
 
 

@@ -55,7 +55,6 @@ import numpy as np
 from odeflow.adjoint import odeint_adjoint, odeint_backprop
 from odeflow.regularizers import check_regularizers, check_steer, odeint_regularized, steer_end_time
 from odeflow.adjoint.common import array_func
-from odeflow.autodiff.ops import relu
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
 from odeflow.errors import InputError
 from odeflow.nn import init
@@ -113,8 +112,8 @@ class ODEFunc(Module):
     def forward(self, t, h):
         """``dh/dt`` at time `t` (float) for the state `h` ``(N, channels, H, W)``."""
         self.nfe += 1
-        out = self.conv1(t, relu(self.norm1(h)))
-        out = self.conv2(t, relu(self.norm2(out)))
+        out = self.conv1(t, self.norm1(h, relu=True))  # GN -> ReLU as one node
+        out = self.conv2(t, self.norm2(out, relu=True))
         return self.norm3(out)
 
 
@@ -250,8 +249,8 @@ class ResBlock(Module):
         self.conv2 = Conv2d(channels, channels, 3, 1, 1, bias=False, rng=rng, dtype=dtype)
 
     def forward(self, h):
-        out = self.conv1(relu(self.norm1(h)))
-        out = self.conv2(relu(self.norm2(out)))
+        out = self.conv1(self.norm1(h, relu=True))  # GN -> ReLU as one node
+        out = self.conv2(self.norm2(out, relu=True))
         return h + out
 
 

@@ -114,11 +114,8 @@ class ConcatConv2d(Conv2d):
     def forward(self, t, x):
         """`t` a float (or 0-d array), `x` ``(N, in_channels, H, W)``."""
         _check_channels(self, x, self.in_channels - 1)
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        n, _, h, w = x.shape
-        time = Tensor(np.full((n, 1, h, w), float(t), dtype=x.dtype))
-        return C.conv2d(ops.concatenate([time, x], axis=1), self.weight, self.bias,
-                        self.stride, self.padding)
+        # the time channel goes straight into the patches: nothing is concatenated
+        return C.concat_conv2d(t, x, self.weight, self.bias, self.stride, self.padding)
 
     def extra_repr(self):
         return f"t + {self.in_channels - 1}, " + super().extra_repr().split(", ", 1)[1]
@@ -154,13 +151,14 @@ class GroupNorm(Module):
         self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_channels, dtype)) if affine else None
 
-    def forward(self, x):
-        """`x` ``(N, num_channels, ...)`` to the same shape."""
+    def forward(self, x, relu: bool = False):
+        """`x` ``(N, num_channels, ...)`` to the same shape; with `relu`, ``relu(GN(x))``
+        as one node (:func:`odeflow.autodiff.norm.group_norm`)."""
         shape = x.shape if isinstance(x, (Tensor, np.ndarray)) else np.shape(x)
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise ShapeError(f"GroupNorm expects shape (N, {self.num_channels}, ...); got shape "
                              f"{tuple(shape)}")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps, relu=relu)
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"

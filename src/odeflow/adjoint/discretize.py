@@ -33,6 +33,7 @@ from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import leaves
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
+from odeflow.blas import limit_blas
 from odeflow.errors import GradientError, InputError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
@@ -200,6 +201,7 @@ def _fixed(func, tab, grid, is_output, y, k0, counts):
     return rows
 
 
+@limit_blas  # BLAS at one thread for the solve and its products (odeflow.blas)
 def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, stats=None):
     """Solve on Tensors and differentiate through the solver's operations.
 

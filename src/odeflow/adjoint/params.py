@@ -95,11 +95,26 @@ def check_adjoint_params(adjoint_params):
 def check_closure(func):
     """Refuse a ``func`` whose closure holds float ndarrays (they would silently get no gradient).
 
+    A ``func`` bound to ``args`` (:func:`odeflow.adjoint.common.with_args`) is
+    checked as the user's own ``func`` plus the arrays among its ``args``.
+
     Raises
     ------
     GradientError
         Naming each array and its shape, with the two ways out.
     """
+    bound = getattr(func, "bound_args", None)  # func(t, y, *args) bound by adjoint.common.with_args
+    if bound is not None:
+        check_closure(func.__wrapped__)
+        arrays = [a for i, v in enumerate(bound) for a in _arrays_in(v, f"args[{i}]")]
+        if arrays:
+            listed = ", ".join(f"`{n}` (shape {s})" for n, s in arrays)
+            raise GradientError(
+                f"{listed}: float ndarray(s) passed in `args` can never receive a gradient. Make "
+                f"them Tensors with requires_grad=True (or nn.Parameter) to learn them, or pass "
+                f"adjoint_params=[...] listing the Tensors to differentiate (possibly empty) to "
+                f"treat them as constants")
+        return
     arrays = []
     code = getattr(func, "__code__", None)
     for name, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or ()):

@@ -162,6 +162,20 @@ def unknown_leaf_error(leaf, t):
         f"other parameters), or use adjoint_mode='checkpoint' / odeflow.odeint")
 
 
+def _leaves(out):
+    """:func:`odeflow.autodiff.backprop.leaves` of `out`, in its order, read off directly when
+    `out` is one node over leaves (a fused ``nn.MLP``: no graph search per evaluation)."""
+    parents = out._parents
+    if out._vjp is None or any(p._vjp is not None for p in parents):
+        return leaves(out)
+    found, seen = [], set()
+    for p in reversed(parents):  # the search's order: depth first, last parent first
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            found.append(p)
+    return found
+
+
 class Recorder:
     """``func`` on arrays for the forward solve, watching which parameters it reads.
 
@@ -201,7 +215,7 @@ class Recorder:
             raise not_a_tensor_error(out)
         self.n_evals += 1
         if out.requires_grad:
-            for leaf in leaves(out):
+            for leaf in _leaves(out):
                 self._found.setdefault(id(leaf), leaf)
                 self._reads[id(leaf)] = self._reads.get(id(leaf), 0) + 1
         return out.data

@@ -11,7 +11,9 @@ CPU, the same weights in every library. Sections:
     ``RecursiveCheckpointAdjoint`` / ``BacksolveAdjoint``; every job
     interleaved call by call with the others (experiments.common.interleaved_medians),
     so all see the same machine load; with each one's evaluation or step counts
-    and the ratios peer / odeflow.
+    and the ratios peer / odeflow, of wall time and of the process's CPU time
+    (``*_cpu_s``: on a loaded machine the wall time includes waiting for a core;
+    CPU time counts every thread, so it compares like with like only at one thread).
 ``scaling``
     The same at batch 1024 and 4096, width 128 and 256, state 8 and 32 (one
     factor changed at a time from the base size).
@@ -215,17 +217,29 @@ def peer_rows(problem, repeats, threads):
         jobs, label = make(problem)
         if jobs:
             libs[name] = (jobs, label)
-    timed = {(lib, mode): job for lib, (jobs, _) in libs.items() for mode, (job, _) in jobs.items()}
-    med = interleaved_medians({f"{lib}/{mode}": job for (lib, mode), job in timed.items()}, repeats)
+    timed = {f"{lib}/{mode}": job for lib, (jobs, _) in libs.items() for mode, (job, _) in jobs.items()}
+    cpu = {name: [] for name in timed}
+
+    def with_cpu(name, job):  # the process's CPU time too: on a loaded machine wall time waits
+        def run():
+            start = time.process_time()
+            job()
+            cpu[name].append(time.process_time() - start)
+        return run
+    med = interleaved_medians({name: with_cpu(name, job) for name, job in timed.items()}, repeats)
+    cpu_med = {name: float(np.median(v[1:])) for name, v in cpu.items()}  # [0]: the warm-up call
     for mode in ("forward", "backprop", "backsolve", "checkpoint"):
         row = {"section": "peers", **problem.label(), "mode": mode, "threads": threads}
         ours = med[f"odeflow/{mode}"]
         row["odeflow_s"] = ours
+        row["odeflow_cpu_s"] = cpu_med[f"odeflow/{mode}"]
         row["counts"] = {"odeflow": libs["odeflow"][0][mode][1]()}
         for lib in ("torchdiffeq", "diffrax"):
             if lib in libs and mode in libs[lib][0]:
                 row[f"{lib}_s"] = med[f"{lib}/{mode}"]
                 row[f"{lib}_over_odeflow"] = med[f"{lib}/{mode}"] / ours
+                row[f"{lib}_cpu_s"] = cpu_med[f"{lib}/{mode}"]
+                row[f"{lib}_over_odeflow_cpu"] = cpu_med[f"{lib}/{mode}"] / row["odeflow_cpu_s"]
                 row["counts"][lib] = libs[lib][0][mode][1]()
         row["peers"] = {lib: label for lib, (_, label) in libs.items() if lib != "odeflow"}
         yield row

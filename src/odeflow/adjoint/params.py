@@ -106,14 +106,8 @@ def check_closure(func):
     bound = getattr(func, "bound_args", None)  # func(t, y, *args) bound by adjoint.common.with_args
     if bound is not None:
         check_closure(func.__wrapped__)
-        arrays = [a for i, v in enumerate(bound) for a in _arrays_in(v, f"args[{i}]")]
-        if arrays:
-            listed = ", ".join(f"`{n}` (shape {s})" for n, s in arrays)
-            raise GradientError(
-                f"{listed}: float ndarray(s) passed in `args` can never receive a gradient. Make "
-                f"them Tensors with requires_grad=True (or nn.Parameter) to learn them, or pass "
-                f"adjoint_params=[...] listing the Tensors to differentiate (possibly empty) to "
-                f"treat them as constants")
+        _refuse([a for i, v in enumerate(bound) for a in _arrays_in(v, f"args[{i}]")],
+                "float ndarray(s) {} in `args`")
         return
     arrays = []
     code = getattr(func, "__code__", None)
@@ -122,13 +116,17 @@ def check_closure(func):
             arrays += _arrays_in(cell.cell_contents, name)
         except ValueError:  # an empty cell
             continue
+    _refuse(arrays, "`func` captures float ndarray(s) {} in its closure")
+
+
+def _refuse(arrays, where):
+    """The GradientError of :func:`check_closure` for `arrays` ``[(name, shape)]``, if any."""
     if arrays:
         listed = ", ".join(f"`{n}` (shape {s})" for n, s in arrays)
         raise GradientError(
-            f"`func` captures float ndarray(s) {listed} in its closure: they can never receive a "
-            f"gradient. Make them Tensors with requires_grad=True (or nn.Parameter) to learn them, "
-            f"or pass adjoint_params=[...] listing the Tensors to differentiate (possibly empty) "
-            f"to treat them as constants")
+            f"{where.format(listed)}: they can never receive a gradient. Make them Tensors with "
+            f"requires_grad=True (or nn.Parameter) to learn them, or pass adjoint_params=[...] "
+            f"listing the Tensors to differentiate (possibly empty) to treat them as constants")
 
 
 def find_params(func, probe, adjoint_params=None):

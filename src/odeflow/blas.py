@@ -158,9 +158,15 @@ def limit_blas(solve):
 
 
 def _size(y0):
-    """Elements of ``y0`` (an array, a Tensor or a nested sequence)."""
+    """Elements of ``y0`` (an array, a Tensor or a nested sequence); 0 for anything else, whose
+    error the solve itself reports (named) after this."""
     size = getattr(y0, "size", None)
-    return size if isinstance(size, (int, np.integer)) else np.size(y0)
+    if isinstance(size, (int, np.integer)):
+        return size
+    try:
+        return np.size(y0)
+    except (ValueError, TypeError):
+        return 0
 
 
 def _is_dispatcher(func):

@@ -1,14 +1,31 @@
-"""Forward and forward+gradient cost of a neural ODE, per gradient mode, against torchdiffeq.
+"""Forward and forward+gradient cost of a neural ODE, per gradient mode, against torchdiffeq and diffrax.
 
-MLP dynamics 2 -> 64 -> 64 -> 2 (tanh), batch 256, t in [0, 1], dopri5 at
-rtol = atol = 1e-5, float64 on the CPU. For each of odeflow's modes
-(backprop through the solver, adjoint backsolve, adjoint checkpoint) and, when
-installed, torchdiffeq's ``odeint`` and ``odeint_adjoint``: median wall time of
-the forward solve alone and of forward + gradient, with the forward and
-backward evaluation counts. One JSON object per line; ratios are taken against
-torchdiffeq's same mode, timed in the same run, interleaved call by call with
-odeflow's (so both see the same machine load). Pin BLAS to one thread for both
-(``OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1``).
+The problem (scripts/gradient_peers.py): MLP dynamics 2 -> 64 -> 64 -> 2
+(tanh), batch 256, t in [0, 1], dopri5 at rtol = atol = 1e-5, float64 on the
+CPU, the same weights in every library. Sections:
+
+``peers``
+    Median wall time of the forward solve alone and of forward + gradient in
+    each mode: odeflow's backprop / backsolve / checkpoint, torchdiffeq's
+    ``odeint`` / ``odeint_adjoint``, diffrax's (jitted)
+    ``RecursiveCheckpointAdjoint`` / ``BacksolveAdjoint``; every job
+    interleaved call by call with the others (experiments.common.interleaved_medians),
+    so all see the same machine load; with each one's evaluation or step counts
+    and the ratios peer / odeflow, of wall time and of the process's CPU time
+    (``*_cpu_s``: on a loaded machine the wall time includes waiting for a core;
+    CPU time counts every thread, so it compares like with like only at one thread).
+``scaling``
+    The same at batch 1024 and 4096, width 128 and 256, state 8 and 32 (one
+    factor changed at a time from the base size).
+``threads``
+    odeflow alone in the process's default BLAS setting (odeflow.blas limits
+    threads inside its solves and walks), under a one-thread limit around
+    each call, and with odeflow's limit switched off: run it with
+    ``--threads default``.
+
+``--threads one`` (the default) limits every library to one thread (BLAS by
+threadpoolctl, ``torch.set_num_threads(1)``, XLA's Eigen pool off);
+``--threads default`` leaves each library its default.
 
 Two more sections (issue 11), on the same problem:
 
@@ -37,19 +54,22 @@ Two more sections (issue 11), on the same problem:
     2 -> 64 -> 64 -> 2, three seeds, batch 64, t1 in {1, 10, 30}, rtol = atol
     in {1e-3, 1e-5, 1e-8}), the evidence for the default ``drift_tol``.
 
-    python scripts/bench_gradients.py [--repeats 11] [--sections peers,audit,hvp,dissipative,drifts]
+    python scripts/bench_gradients.py [--repeats 11] [--threads one|default]
+        [--sections peers,scaling,threads,audit,hvp,dissipative,drifts]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
 
 import odeflow
+import gradient_peers
 import odeflow.adjoint.adjoint as adjoint_module
-from odeflow import Tensor, nn
+from odeflow import Tensor, blas, nn
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import gradients
 from odeflow.experiments.common import interleaved_medians
@@ -77,68 +97,6 @@ def counts(func, forward, gradient):
     func.nfe = 0
     gradient()
     return {"nfe_forward": nfe_forward, "nfe_forward_gradient": func.nfe}
-
-
-def odeflow_jobs(y0v, weights):
-    """``{mode: (func, forward, gradient)}`` for odeflow's three modes."""
-    func = Dynamics(np.random.default_rng(0))
-    t = np.array([0.0, 1.0])
-    jobs = {}
-    for mode in ("backprop", "backsolve", "checkpoint"):
-        def forward():
-            with odeflow.no_grad():
-                return odeflow.odeint(func, y0v, t, rtol=RTOL, atol=ATOL)
-
-        def gradient(mode=mode):
-            func.zero_grad()
-            y0 = Tensor(y0v)
-            if mode == "backprop":
-                ys = odeflow.odeint(func, y0, t, rtol=RTOL, atol=ATOL)
-            else:
-                ys = odeflow.odeint_adjoint(func, y0, t, rtol=RTOL, atol=ATOL, adjoint_mode=mode)
-            ops.sum(ys[-1] * weights).backward()
-        jobs[mode] = (func, forward, gradient)
-    return jobs
-
-
-def torch_jobs(y0v, weights):
-    """``{mode: (func, forward, gradient)}`` for torchdiffeq's two modes, and a peer label."""
-    try:
-        import torch
-        import torchdiffeq
-    except ImportError:
-        return {}, None
-    torch.set_default_dtype(torch.float64)
-    torch.manual_seed(0)
-
-    class F(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
-                                           torch.nn.Tanh(), torch.nn.Linear(64, 2))
-            self.nfe = 0
-
-        def forward(self, t, y):
-            self.nfe += 1
-            return self.net(y)
-    func = F()
-    y0 = torch.tensor(y0v)
-    w = torch.tensor(weights)
-    t = torch.tensor([0.0, 1.0])
-    jobs = {}
-    for name, solver in (("backprop", torchdiffeq.odeint), ("backsolve", torchdiffeq.odeint_adjoint)):
-        def forward(solver=solver):
-            with torch.no_grad():
-                return solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
-
-        def gradient(solver=solver):
-            func.zero_grad()
-            ys = solver(func, y0, t, rtol=RTOL, atol=ATOL, method="dopri5")
-            (ys[-1] * w).sum().backward()
-        jobs[name] = (func, forward, gradient)
-    label = (f"torchdiffeq {torchdiffeq.__version__} (torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads)")
-    return jobs, label
 
 
 def audit_rows(y0v, weights, repeats):
@@ -252,17 +210,114 @@ def drift_rows():
                        "forward_steps": stats["forward"]["n_steps"]}
 
 
+def peer_rows(problem, repeats, threads):
+    """JSON rows of the ``peers`` section for one problem size (module docstring)."""
+    libs = {"odeflow": (gradient_peers.odeflow_jobs(problem), "odeflow")}
+    for name, make in (("torchdiffeq", gradient_peers.torch_jobs), ("diffrax", gradient_peers.diffrax_jobs)):
+        jobs, label = make(problem)
+        if jobs:
+            libs[name] = (jobs, label)
+    timed = {f"{lib}/{mode}": job for lib, (jobs, _) in libs.items() for mode, (job, _) in jobs.items()}
+    cpu = {name: [] for name in timed}
+
+    def with_cpu(name, job):  # the process's CPU time too: on a loaded machine wall time waits
+        def run():
+            start = time.process_time()
+            job()
+            cpu[name].append(time.process_time() - start)
+        return run
+    med = interleaved_medians({name: with_cpu(name, job) for name, job in timed.items()}, repeats)
+    cpu_med = {name: float(np.median(v[1:])) for name, v in cpu.items()}  # [0]: the warm-up call
+    for mode in ("forward", "backprop", "backsolve", "checkpoint"):
+        row = {"section": "peers", **problem.label(), "mode": mode, "threads": threads}
+        ours = med[f"odeflow/{mode}"]
+        row["odeflow_s"] = ours
+        row["odeflow_cpu_s"] = cpu_med[f"odeflow/{mode}"]
+        row["counts"] = {"odeflow": libs["odeflow"][0][mode][1]()}
+        for lib in ("torchdiffeq", "diffrax"):
+            if lib in libs and mode in libs[lib][0]:
+                row[f"{lib}_s"] = med[f"{lib}/{mode}"]
+                row[f"{lib}_over_odeflow"] = med[f"{lib}/{mode}"] / ours
+                row[f"{lib}_cpu_s"] = cpu_med[f"{lib}/{mode}"]
+                row[f"{lib}_over_odeflow_cpu"] = cpu_med[f"{lib}/{mode}"] / row["odeflow_cpu_s"]
+                row["counts"][lib] = libs[lib][0][mode][1]()
+        row["peers"] = {lib: label for lib, (_, label) in libs.items() if lib != "odeflow"}
+        yield row
+
+
+def thread_rows(problem, repeats):
+    """JSON rows of the ``threads`` section (module docstring): odeflow in the process's own
+    BLAS setting (odeflow.blas limits inside), under a one-thread limit set around each call,
+    and with odeflow's limit switched off (``blas.set_threads(None)``)."""
+    from threadpoolctl import ThreadpoolController
+    one = ThreadpoolController().select(user_api="blas")
+    jobs = gradient_peers.odeflow_jobs(problem)
+    timed = {}
+    for mode in ("forward", "backprop", "backsolve"):
+        job = jobs[mode][0]
+
+        def one_thread(job=job):
+            with one.limit(limits=1):
+                job()
+
+        def unlimited(job=job):
+            blas.set_threads(None)
+            try:
+                job()
+            finally:
+                blas.set_threads(1)
+        timed.update({f"{mode}/default": job, f"{mode}/one_thread": one_thread, f"{mode}/unlimited": unlimited})
+    med = interleaved_medians(timed, repeats)
+    info = [(d["internal_api"], d["num_threads"]) for d in one.info()]
+    for mode in ("forward", "backprop", "backsolve"):
+        default, single, free = (med[f"{mode}/{k}"] for k in ("default", "one_thread", "unlimited"))
+        yield {"section": "threads", **problem.label(), "mode": mode, "default_s": default,
+               "one_thread_s": single, "unlimited_s": free, "default_over_one_thread": default / single,
+               "unlimited_over_one_thread": free / single, "blas": info}
+
+
+SCALING = ([(b, 64, 2) for b in (1024, 4096)] + [(256, w, 2) for w in (128, 256)]
+           + [(256, 64, s) for s in (8, 32)])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--scaling-repeats", type=int, default=5)
+    parser.add_argument("--threads", choices=("one", "default"), default="one",
+                        help="one: every library at one thread (BLAS, torch, XLA); default: each "
+                             "library's own default (then the threads section compares odeflow's)")
     parser.add_argument("--sections", default="peers,audit,hvp,dissipative,drifts",
-                        help="comma-separated: peers (the modes and torchdiffeq), audit, hvp, dissipative, "
-                             "drifts")
+                        help="comma-separated: peers (the base size, every library), scaling (the "
+                             "scaling table), threads, audit, hvp, dissipative, drifts")
     args = parser.parse_args()
+    if args.threads == "one":  # before jax and torch are imported
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)
+        try:
+            import torch
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
+    print(json.dumps({"section": "run", "threads": args.threads, "load_average_1_5_15_min": os.getloadavg(),
+                      "cpus": os.cpu_count(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}),
+          flush=True)
     sections = set(args.sections.split(","))
     rng = np.random.default_rng(1)
     y0v = rng.normal(size=(BATCH, 2))
     weights = rng.normal(size=(BATCH, 2))
+    if "peers" in sections:
+        for row in peer_rows(gradient_peers.Problem(), args.repeats, args.threads):
+            print(json.dumps(row), flush=True)
+    if "threads" in sections:
+        for row in thread_rows(gradient_peers.Problem(), args.repeats):
+            print(json.dumps(row), flush=True)
+    if "scaling" in sections:
+        for batch, width, state in SCALING:
+            for row in peer_rows(gradient_peers.Problem(batch, width, state), args.scaling_repeats, args.threads):
+                print(json.dumps(row), flush=True)
     if "audit" in sections:
         for row in audit_rows(y0v, weights, args.repeats):
             print(json.dumps(row), flush=True)
@@ -279,27 +334,7 @@ def main():
         print(json.dumps({"section": "drifts", "max_drift": max(max(r["drift"]) for r in rows),
                           "min_drift": min(min(r["drift"]) for r in rows),
                           "recomputed": sum(r["recomputed"] for r in rows)}), flush=True)
-    if "peers" not in sections:
-        return
-    ours = odeflow_jobs(y0v, weights)
-    peers, label = torch_jobs(y0v, weights)
-    for mode, (func, forward, gradient) in ours.items():
-        jobs = {"forward": forward, "gradient": gradient}
-        if mode in peers:
-            jobs.update(peer_forward=peers[mode][1], peer_gradient=peers[mode][2])
-        med = interleaved_medians(jobs, args.repeats)
-        out = {"library": "odeflow", "mode": mode, "forward_s": med["forward"],
-               "forward_gradient_s": med["gradient"], **counts(func, forward, gradient)}
-        if mode in peers:
-            peer = {"library": "torchdiffeq", "mode": mode, "forward_s": med["peer_forward"],
-                    "forward_gradient_s": med["peer_gradient"], **counts(*peers[mode]), "peer": label}
-            out["torchdiffeq_over_odeflow_forward"] = peer["forward_s"] / out["forward_s"]
-            out["torchdiffeq_over_odeflow_forward_gradient"] = (peer["forward_gradient_s"]
-                                                                / out["forward_gradient_s"])
-            print(json.dumps(out), flush=True)
-            print(json.dumps(peer), flush=True)
-        else:
-            print(json.dumps(out), flush=True)
+    print(json.dumps({"section": "run", "load_average_at_end": os.getloadavg()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,10 @@ Usage::
     python scripts/bench_solvers.py > solvers.jsonl
     python scripts/update_docs.py --bench-solvers solvers.jsonl --files docs/solvers.md
 
-    python scripts/bench_gradients.py > g1.jsonl   # one or more runs: the table gives their range
-    python scripts/update_docs.py --bench-gradients g1.jsonl g2.jsonl g3.jsonl --files docs/adjoint.md
+    python scripts/bench_gradients.py --threads one --sections peers,scaling > g1.jsonl
+    python scripts/bench_gradients.py --threads default --sections peers,threads > g2.jsonl
+    python scripts/update_docs.py --bench-gradients g1.jsonl g2.jsonl --files docs/adjoint.md
+    (several runs of one kind: the tables give their range)
 
     odeflow train cnf --out odeflow-out/cnf        # and latent-ode, one results.json per seed
     python scripts/update_docs.py --train-cnf odeflow-out/cnf/results.json \\
@@ -293,31 +295,118 @@ def render_solvers_speed(rows):
                    "Python vs RK45"], out)
 
 
+def _span(values, scale=1e3, unit=" ms", digits=1):
+    """``lo-hi`` of `values` (one value when the runs agree to the shown digits)."""
+    lo, hi = min(values) * scale, max(values) * scale
+    a, b = f"{lo:.{digits}f}", f"{hi:.{digits}f}"
+    return f"{a}{unit}" if a == b else f"{a}-{b}{unit}"
+
+
+def _gradient_rows(runs, section, threads=None, **size):
+    """Rows of one section of scripts/bench_gradients.py (every run), optionally at one thread
+    setting and one problem size."""
+    return [r for run in runs for r in run if r.get("section") == section
+            and (threads is None or r.get("threads") == threads)
+            and all(r.get(k) == v for k, v in size.items())]
+
+
+def _load_line(runs, threads):
+    """The runs' dates and load averages, for the line under a table."""
+    parts = []
+    for run in runs:
+        head = [r for r in run if r.get("section") == "run" and "threads" in r]
+        end = [r for r in run if r.get("section") == "run" and "load_average_at_end" in r]
+        if head and head[0]["threads"] == threads:
+            load = head[0]["load_average_1_5_15_min"][0]
+            tail = f", {end[0]['load_average_at_end'][0]:.1f} at the end" if end else ""
+            parts.append(f"{head[0]['date_utc']} UTC, load average {load:.1f} at the start{tail}")
+    return "; ".join(parts)
+
+
+_MODES = {"forward": "forward solve", "backprop": "backprop through the solver",
+          "backsolve": "adjoint (backsolve)", "checkpoint": "adjoint (checkpoint)"}
+_PEER_MODES = {"forward": ("odeint, no_grad", "diffeqsolve, jit"),
+               "backprop": ("odeint", "RecursiveCheckpointAdjoint"),
+               "backsolve": ("odeint_adjoint", "BacksolveAdjoint")}
+
+
+def _counts(c):
+    if not c:
+        return ""
+    if "nfe" in c:
+        return f" (nfe {c['nfe']})"
+    return f" ({c['n_steps']} steps)"
+
+
 def render_gradients_speed(runs):
-    """docs/adjoint.md's speed table from one or more runs of scripts/bench_gradients.py
-    (ranges over the runs' medians)."""
-    labels = {"backprop": "backprop through the solver", "backsolve": "adjoint (backsolve)",
-              "checkpoint": "adjoint (checkpoint)"}
-
-    def span(values, scale=1e3, unit=" ms"):
-        lo, hi = min(values) * scale, max(values) * scale
-        return f"{lo:.1f}{unit}" if f"{lo:.1f}" == f"{hi:.1f}" else f"{lo:.1f}-{hi:.1f}{unit}"
-
+    """docs/adjoint.md's speed table (scripts/bench_gradients.py, ``peers`` at the base size, one
+    thread per library): medians (ranges over the runs) and the ratios peer / odeflow."""
+    rows = _gradient_rows(runs, "peers", "one", batch=256, width=64, state=2)
     out = []
-    modes = list(dict.fromkeys(r["mode"] for run in runs for r in run if r.get("library") == "odeflow"))
-    for mode in modes:
-        ours = [r for run in runs for r in run if r.get("library") == "odeflow" and r["mode"] == mode]
-        peer = [r for run in runs for r in run if r.get("library") == "torchdiffeq" and r["mode"] == mode]
-        row = [labels.get(mode, mode), span([r["forward_s"] for r in ours]),
-               span([r["forward_gradient_s"] for r in ours])]
-        if peer:
-            row += [span([r["forward_s"] for r in peer]), span([r["forward_gradient_s"] for r in peer]),
-                    "**" + span([r["torchdiffeq_over_odeflow_forward_gradient"] for r in ours], 1, "x") + "**"]
-        else:
-            row += ["—", "—", "—"]
+    for mode, label in _MODES.items():
+        got = [r for r in rows if r["mode"] == mode]
+        if not got:
+            continue
+        row = [label, _span([r["odeflow_s"] for r in got]) + " / " + _span([r["odeflow_cpu_s"] for r in got])
+               + _counts(got[0]["counts"].get("odeflow"))]
+        for lib in ("torchdiffeq", "diffrax"):
+            have = [r for r in got if f"{lib}_s" in r]
+            if have:
+                row += [_span([r[f"{lib}_s"] for r in have]) + " / " + _span([r[f"{lib}_cpu_s"] for r in have])
+                        + _counts(have[0]["counts"].get(lib)),
+                        "**" + _span([r[f"{lib}_over_odeflow"] for r in have], 1, "x", 2) + "** / "
+                        + _span([r[f"{lib}_over_odeflow_cpu"] for r in have], 1, "x", 2)]
+            else:
+                row += ["—", "—"]
         out.append(row)
-    return _table(["mode", "odeflow forward", "odeflow forward + gradient", "torchdiffeq forward",
-                   "torchdiffeq forward + gradient", "ratio (forward + gradient)"], out)
+    peers = next((r["peers"] for r in rows if r.get("peers")), {})
+    note = (f"\nEach cell: median wall time / median CPU time of the process (ratios likewise; on a "
+            f"loaded machine the wall time includes waiting for a core). Run(s): {_load_line(runs, 'one')}. "
+            f"Peers: " + "; ".join(peers.values()) + ".\n")
+    return _table(["mode", "odeflow", "torchdiffeq", "torchdiffeq / odeflow", "diffrax",
+                   "diffrax / odeflow"], out) + note
+
+
+def render_gradients_scaling(runs):
+    """docs/adjoint.md's scaling table: every problem size of the ``peers`` and ``scaling``
+    sections at one thread, odeflow's median and the ratios peer / odeflow per mode."""
+    rows = _gradient_rows(runs, "peers", "one")
+    sizes = list(dict.fromkeys((r["batch"], r["width"], r["state"]) for r in rows))
+    out = []
+    for batch, width, state in sizes:
+        for mode in ("forward", "backprop", "backsolve"):
+            got = [r for r in rows if (r["batch"], r["width"], r["state"]) == (batch, width, state)
+                   and r["mode"] == mode]
+            if not got:
+                continue
+            cells = [f"{batch}", f"{width}", f"{state}", mode, _span([r["odeflow_s"] for r in got])]
+            for lib in ("torchdiffeq", "diffrax"):
+                have = [r for r in got if f"{lib}_over_odeflow" in r]
+                cells.append(_span([r[f"{lib}_over_odeflow"] for r in have], 1, "x", 2) + " / "
+                             + _span([r[f"{lib}_over_odeflow_cpu"] for r in have], 1, "x", 2) if have else "—")
+            out.append(cells)
+    return _table(["batch", "width", "state", "mode", "odeflow (wall)", "torchdiffeq / odeflow (wall / CPU)",
+                   "diffrax / odeflow (wall / CPU)"], out)
+
+
+def render_gradients_threads(runs):
+    """docs/adjoint.md's BLAS-threads table: odeflow in the default environment (its own limit),
+    under a one-thread limit, and with its limit off (``threads`` section), and the peers'
+    ratios in the default environment (``peers`` with ``--threads default``)."""
+    rows = _gradient_rows(runs, "threads")
+    out = []
+    for mode in ("forward", "backprop", "backsolve"):
+        got = [r for r in rows if r["mode"] == mode]
+        if got:
+            out.append([_MODES[mode], _span([r["default_s"] for r in got]), _span([r["one_thread_s"] for r in got]),
+                        "**" + _span([r["default_over_one_thread"] for r in got], 1, "x", 2) + "**",
+                        _span([r["unlimited_s"] for r in got]),
+                        _span([r["unlimited_over_one_thread"] for r in got], 1, "x", 1)])
+    blas = next((r["blas"] for r in rows if r.get("blas")), [])
+    note = (f"\nBLAS libraries (threads by default): {', '.join(f'{a} ({n})' for a, n in blas)}; "
+            f"{_load_line(runs, 'default')}.\n")
+    return _table(["mode", "default environment", "one BLAS thread", "default / one thread",
+                   "odeflow's limit off", "limit off / one thread"], out) + note
 
 
 def render_bench_batch(rows):
@@ -468,6 +557,8 @@ TABLES = {
     "latent-ode-hare-lynx": ("train-latent-ode", render_latent_hare_lynx),
     "solvers-speed": ("bench-solvers", render_solvers_speed),
     "gradients-speed": ("bench-gradients", render_gradients_speed),
+    "gradients-scaling": ("bench-gradients", render_gradients_scaling),
+    "gradients-threads": ("bench-gradients", render_gradients_threads),
     "study-regularisation": ("study-regularisation", render_regularisation),
     "bench-batch": ("bench-batch", render_bench_batch),
     "odenet-memory": ("bench-memory-odenet", render_odenet_memory),

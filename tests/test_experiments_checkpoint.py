@@ -128,12 +128,16 @@ def test_docs_script_rewrites_generated_blocks_only_and_keeps_those_without_sour
 def test_docs_script_keeps_the_indentation_of_a_table_in_a_list_and_gives_ranges_over_runs():
     docs = _update_docs()
     text = "- Speed:\n\n  <!-- generated: gradients-speed -->\n  old\n  <!-- end generated -->\n"
-    runs = [[{"library": "odeflow", "mode": "backsolve", "forward_s": f, "forward_gradient_s": 2 * f,
-              "torchdiffeq_over_odeflow_forward_gradient": r},
-             {"library": "torchdiffeq", "mode": "backsolve", "forward_s": 3 * f, "forward_gradient_s": 5 * f}]
-            for f, r in ((0.004, 2.5), (0.005, 2.6))]
+    runs = [[{"section": "run", "threads": "one", "load_average_1_5_15_min": [load, 1.0, 1.0],
+              "date_utc": "2026-12-02 00:00"},
+             {"section": "peers", "batch": 256, "width": 64, "state": 2, "mode": "backsolve", "threads": "one",
+              "odeflow_s": f, "odeflow_cpu_s": f / 2, "torchdiffeq_s": 3 * f, "torchdiffeq_cpu_s": 1.5 * f,
+              "torchdiffeq_over_odeflow": r, "torchdiffeq_over_odeflow_cpu": r,
+              "counts": {"odeflow": {"nfe": 40}, "torchdiffeq": {"nfe": 40}}, "peers": {"torchdiffeq": "td"}}]
+            for f, r, load in ((0.004, 2.5, 3.0), (0.005, 2.6, 4.0))]
     new = docs.rewrite(text, {"bench-gradients": runs}, [])
     lines = new.splitlines()
     assert lines[2] == "  <!-- generated: gradients-speed -->" and lines[-1] == "  <!-- end generated -->"
-    assert lines[5] == ("  | adjoint (backsolve) | 4.0-5.0 ms | 8.0-10.0 ms | 12.0-15.0 ms | 20.0-25.0 ms "
-                        "| **2.5-2.6x** |")
+    assert lines[5] == ("  | adjoint (backsolve) | 4.0-5.0 ms / 2.0-2.5 ms (nfe 40) | 12.0-15.0 ms / 6.0-7.5 ms "
+                        "(nfe 40) | **2.50-2.60x** / 2.50-2.60x | — | — |")
+    assert "load average 3.0 at the start; 2026-12-02 00:00 UTC, load average 4.0" in lines[-2]

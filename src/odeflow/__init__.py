@@ -49,7 +49,7 @@ for _name in _ERRORS:
 __all__ = sorted(_EXPORTS)
 # subpackages reachable as attributes (odeflow.errors, odeflow.nn...) without importing them first
 _SUBMODULES = {"errors", "solvers", "autodiff", "adjoint", "nn", "optim", "models", "data", "testing",
-               "problems", "experiments", "regularizers"}
+               "problems", "experiments", "regularizers", "blas"}
 
 
 def __getattr__(name: str):

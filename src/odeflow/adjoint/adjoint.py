@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from odeflow.adjoint.audit import audit_options, drift, judge
-from odeflow.adjoint.common import array_func, as_tensor, time_data
+from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
 from odeflow.adjoint.higher import recorded_backward
 from odeflow.adjoint.interval import BackwardPass
 from odeflow.adjoint.params import Recorder, check_adjoint_params, check_closure
@@ -170,12 +170,12 @@ def _first_order(func, params, strict, sol, g, t_grad, s):
 
 def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None,
                    adjoint_rtol=None, adjoint_atol=None, adjoint_method=None, adjoint_options=None,
-                   adjoint_params=None, adjoint_mode="backsolve", stats=None, batch_axis=None):
+                   adjoint_params=None, adjoint_mode="backsolve", stats=None, batch_axis=None, args=None):
     """Solve ``dy/dt = func(t, y)`` and get gradients by the adjoint method.
 
     Parameters
     ----------
-    func : callable ``func(t, y) -> dy/dt``
+    func : callable ``func(t, y) -> dy/dt``, or ``func(t, y, *args)`` with `args`
         Built from odeflow ops on the Tensor ``y`` (shape of ``y0``), usually an
         :class:`odeflow.nn.Module`; ``t`` is passed as a Python float.
     y0 : Tensor or array_like, any shape
@@ -211,6 +211,14 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     batch_axis : int, optional
         Per-sample stepping forward and backward (``"backsolve"`` only; see
         :mod:`odeflow.adjoint.batch_adjoint`).
+    args : tuple, optional
+        Extra arguments: ``func(t, y, *args)`` (scipy's ``solve_ivp`` and
+        diffrax's meaning), evaluated exactly as the closure ``lambda t, y:
+        func(t, y, *args)`` would be (the same numbers, bit for bit). Tensors
+        in `args` requiring grad are parameters like any other: they get
+        their gradients in every mode (backsolve, checkpoint, seminorm,
+        recorded walks); float ndarrays in `args` are refused as in a closure
+        unless ``adjoint_params`` is given.
     stats : dict, optional
         Filled with ``stats["forward"]`` (the forward solve's ``nfe``,
         ``n_steps``...) now, and after ``backward()`` with
@@ -234,7 +242,7 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
     ------
     InputError, InputTypeError
         Before any work: every input error of :func:`odeflow.odeint`, and bad
-        ``adjoint_*`` arguments or ``stats``, each named; ``"checkpoint"`` with a
+        ``adjoint_*`` arguments, ``stats`` or ``args`` (not a tuple), each named; ``"checkpoint"`` with a
         fixed-step method; a Numba-jitted ``func``.
     GradientError
         ``func`` returns an ndarray for a Tensor ``y`` (the graph would be cut),
@@ -266,15 +274,16 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
            "ANODE", IJCAI 2019; T. Daulbaev et al., "Interpolation Technique to
            Speed Up Gradients Propagation in Neural ODEs", NeurIPS 2020.
     """
+    if is_jitted(func):
+        raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "
+                             "adjoint needs func built from odeflow ops (an nn.Module, say)")
+    func = with_args(func, args)
     if batch_axis is not None:
         from odeflow.adjoint.batch_adjoint import odeint_adjoint_batch
         return odeint_adjoint_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options,
                                     adjoint_rtol=adjoint_rtol, adjoint_atol=adjoint_atol,
                                     adjoint_method=adjoint_method, adjoint_options=adjoint_options,
                                     adjoint_params=adjoint_params, adjoint_mode=adjoint_mode, stats=stats)
-    if is_jitted(func):
-        raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: the "
-                             "adjoint needs func built from odeflow ops (an nn.Module, say)")
     if isinstance(options, dict) and options.get("jump_t") is not None:  # split at the jumps
         from odeflow.adjoint.jumps import odeint_segmented
         return odeint_segmented(

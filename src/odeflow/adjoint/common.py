@@ -6,7 +6,37 @@ import numpy as np
 from odeflow.autodiff.tensor import Tensor, no_grad
 from odeflow.errors import InputTypeError
 
-__all__ = ["array_func", "as_tensor", "time_data"]
+__all__ = ["array_func", "as_tensor", "time_data", "with_args"]
+
+
+def with_args(func, args, name="func"):
+    """``func(t, y, *args)`` as a function of ``(t, y)``; `func` itself when `args` is None.
+
+    scipy's ``solve_ivp(..., args=)`` and diffrax's ``args`` meaning: the
+    extra arguments follow the state. The result is a plain closure, so every
+    evaluation computes exactly what the closure form ``lambda t, y: func(t,
+    y, *args)`` computes (bit for bit), and Tensors in `args` are found as
+    parameters like any Tensor ``func`` reads. It keeps `func` as
+    ``__wrapped__`` and the tuple as ``bound_args`` so that
+    :func:`odeflow.adjoint.params.check_closure` inspects both.
+
+    Raises
+    ------
+    InputTypeError
+        `args` is not a tuple or list (one argument is ``args=(value,)``).
+    """
+    if args is None:
+        return func
+    if not isinstance(args, (tuple, list)):
+        raise InputTypeError(f"`args` must be a tuple of extra arguments, {name}(t, y, *args); got "
+                             f"{type(args).__name__} (for one argument pass args=(value,))")
+    args = tuple(args)
+
+    def bound(t, y):
+        return func(t, y, *args)
+    bound.__wrapped__, bound.bound_args = func, args
+    bound.__name__ = getattr(func, "__name__", type(func).__name__)
+    return bound
 
 
 def array_func(func):

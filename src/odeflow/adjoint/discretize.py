@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from odeflow.adjoint.common import array_func, as_tensor, time_data
+from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
 from odeflow.adjoint.times import moved
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import leaves
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
+from odeflow.blas import limit_blas
 from odeflow.errors import GradientError, InputError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
@@ -200,7 +201,9 @@ def _fixed(func, tab, grid, is_output, y, k0, counts):
     return rows
 
 
-def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, stats=None):
+@limit_blas  # BLAS at one thread for the solve and its products (odeflow.blas)
+def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, stats=None,
+                    args=None):
     """Solve on Tensors and differentiate through the solver's operations.
 
     Same arguments, checks and errors as :func:`odeflow.solve`, with ``y0``
@@ -214,11 +217,14 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     (``len(t) == 1`` or ``t = [a, a]``) the output is ``y0``: one recorded
     evaluation finds the parameters, whose gradient is then zero (not None).
     ``stats``, when a dict, receives ``stats["forward"]`` (``nfe``,
-    ``n_steps``, ``n_accepted``, ``n_rejected``).
+    ``n_steps``, ``n_accepted``, ``n_rejected``). ``args``, a tuple: ``func(t,
+    y, *args)``, exactly as the closure ``lambda t, y: func(t, y, *args)``
+    (:func:`odeflow.adjoint.common.with_args`); Tensors in it get gradients.
     """
     if is_jitted(func):
         raise InputTypeError("`func` is a Numba-jitted function, which works on arrays only: with a "
                              "Tensor `y0` build func from odeflow ops (an nn.Module, say)")
+    func = with_args(func, args)
     if isinstance(options, dict) and options.get("jump_t") is not None:  # split at the jumps
         from odeflow.adjoint.jumps import odeint_segmented
         return odeint_segmented(odeint_backprop, func, y0, t, options, stats=stats, rtol=rtol,

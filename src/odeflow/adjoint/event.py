@@ -37,7 +37,7 @@ import math
 import numpy as np
 
 from odeflow.adjoint.adjoint import odeint_adjoint
-from odeflow.adjoint.common import array_func, as_tensor, time_data
+from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
 from odeflow.adjoint.discretize import odeint_backprop
 from odeflow.adjoint.params import find_params
 from odeflow.autodiff import ops
@@ -61,7 +61,7 @@ def _event_value(event_fn, t, y):
 
 
 def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, method="dopri5",
-                 options=None, adjoint=False, adjoint_kwargs=None, event_params=None):
+                 options=None, adjoint=False, adjoint_kwargs=None, event_params=None, args=None):
     """Solve from ``(t0, y0)`` until ``event_fn(t, y)`` reaches zero; differentiable.
 
     Parameters
@@ -90,6 +90,11 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
         True: the adjoint method (:func:`odeflow.odeint_adjoint`, with
         ``adjoint_kwargs`` such as ``adjoint_mode="checkpoint"``).
 
+    args : tuple, optional
+        Extra arguments of both ``func(t, y, *args)`` and ``event_fn(t, y,
+        *args)`` (scipy's ``solve_ivp`` meaning), evaluated exactly as the
+        closure forms would be; Tensors in it get their gradients (by
+        backprop, or by the adjoint with ``adjoint=True``).
     event_params : sequence of Tensor, optional
         Silences the check below (possibly empty): the Tensors ``event_fn``
         is differentiated for are in any case all those it uses.
@@ -104,7 +109,7 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
     ------
     InputError, InputTypeError
         Bad arguments, before any work (as :func:`odeflow.solve`; ``event_fn``
-        not callable; a jitted ``func``); ``event_fn`` faults, named.
+        not callable; a jitted ``func``; ``args`` not a tuple); ``event_fn`` faults, named.
     SolverError
         No event before ``t_max``, or the solve failed
         (:class:`~odeflow.errors.MaxStepsExceededError` without ``t_max``).
@@ -127,6 +132,8 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
                              "odeint_event needs func built from odeflow ops (an nn.Module, say)")
     if not callable(event_fn):
         raise InputTypeError(f"`event_fn` must be callable as event_fn(t, y); got {type(event_fn).__name__}")
+    user_event_fn, event_fn = event_fn, with_args(event_fn, args, name="event_fn")
+    bound_func = with_args(func, args)
     if event_params is not None:
         find_params(event_fn, None, event_params)      # checks the Tensors only
     else:
@@ -137,7 +144,7 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
                 "adjoint_params=[...]", "event_params=[...]")) from None
     if adjoint_kwargs is not None and not isinstance(adjoint_kwargs, dict):
         raise InputTypeError(f"`adjoint_kwargs` must be a dict or None; got {type(adjoint_kwargs).__name__}")
-    clash = sorted(set(adjoint_kwargs or {}) & {"rtol", "atol", "method", "options"})
+    clash = sorted(set(adjoint_kwargs or {}) & {"rtol", "atol", "method", "options", "args"})
     if clash:
         raise InputError(f"`adjoint_kwargs` must not repeat odeint_event's own arguments {clash}: pass "
                          f"them to odeint_event (the backward solve's are adjoint_rtol, adjoint_atol, "
@@ -154,15 +161,15 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
         t_end = float(t_max)
         if not math.isfinite(t_end) or t_end == t0_value:
             raise InputError(f"`t_max` must be finite and differ from t0 = {t0_value!r}; got {t_max!r}")
-    direction = getattr(event_fn, "direction", 0)
+    direction = getattr(user_event_fn, "direction", 0)
 
     def g_search(t, y):
         return _event_value(event_fn, t, y)
     g_search.terminal = True
     g_search.direction = direction
-    g_search.__name__ = getattr(event_fn, "__name__", "event_fn")
+    g_search.__name__ = getattr(user_event_fn, "__name__", "event_fn")
 
-    f_arrays = array_func(func)
+    f_arrays = array_func(bound_func)
     sol = solve(f_arrays, y0.data, [t0_value, t_end], rtol=rtol, atol=atol, method=method,
                 options=options, dense_output=False, events=g_search)
     if sol.status != "event":
@@ -176,9 +183,10 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
               else np.array([t0_value, t_star]))
     if adjoint:
         y_path = odeint_adjoint(func, y0, t_pair, rtol=rtol, atol=atol, method=method, options=options,
-                                **(adjoint_kwargs or {}))
+                                args=args, **(adjoint_kwargs or {}))
     else:
-        y_path = odeint_backprop(func, y0, t_pair, rtol=rtol, atol=atol, method=method, options=options)
+        y_path = odeint_backprop(bound_func, y0, t_pair, rtol=rtol, atol=atol, method=method,
+                                 options=options)
     y_star = y_path[-1]
 
     # the partial derivatives of g at the event (values) and D

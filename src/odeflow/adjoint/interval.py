@@ -21,7 +21,7 @@ import numpy as np
 from odeflow.adjoint.layout import Layout, tolerances
 from odeflow.adjoint.params import not_a_tensor_error, unknown_leaf_error
 from odeflow.autodiff.backprop import gradients, leaf_gradients
-from odeflow.autodiff.tensor import Tensor, enable_grad
+from odeflow.autodiff.tensor import Tensor, enable_grad, no_grad
 from odeflow.errors import SolverError
 from odeflow.solvers.integrate import solve as _solve
 
@@ -42,10 +42,14 @@ def vjp(func, t, y, a, params, strict):
         f = func(t, y_t)
     if not isinstance(f, Tensor):
         raise not_a_tensor_error(f)
+    if not f.requires_grad:  # f depends on neither y nor a parameter: both products vanish
+        return f.data, np.zeros_like(y), [np.zeros_like(p.data) for p in params]
+    if strict:
+        shortcut = _one_node(f, y_t, -a, params, t)
+        if shortcut is not None:
+            return (f.data, *shortcut)
     g_y = np.zeros_like(y)
     g_p = [np.zeros_like(p.data) for p in params]
-    if not f.requires_grad:  # f depends on neither y nor a parameter: both products vanish
-        return f.data, g_y, g_p
     # retain_graph: func may read a Tensor computed before the solve (an encoder's output);
     # the graph upstream of it must survive for the next evaluation (this evaluation's own
     # nodes are released anyway when `f` goes out of scope)
@@ -62,6 +66,40 @@ def vjp(func, t, y, a, params, strict):
         else:
             raise unknown_leaf_error(leaf, t)
     return f.data, g_y, g_p
+
+
+def _one_node(f, y_t, seed, params, t):
+    """The strict walk of :func:`vjp` when `f` is one node over distinct leaves (a fused
+    ``nn.MLP``, say): its VJP called directly, ``(g_y, g_p)``; None for any other graph.
+
+    The same numbers as the walk (which would call this one VJP and cast each
+    gradient to its leaf's dtype), without the walk's bookkeeping.
+    """
+    parents = f._parents
+    if f._vjp is None or len({id(p) for p in parents}) != len(parents):
+        return None
+    for p in parents:
+        if p._vjp is not None:  # an inner node: the general walk
+            return None
+    with no_grad():
+        grads = f._vjp(Tensor(seed), f)
+    index = {id(p): k for k, p in enumerate(params)}
+    g_y = None
+    g_p = [None] * len(params)
+    for parent, g in zip(parents, grads):
+        if g is None or not parent.requires_grad:
+            continue
+        g = np.asarray(g.data if isinstance(g, Tensor) else g)
+        if g.dtype != parent.dtype:
+            g = g.astype(parent.dtype)
+        if parent is y_t:
+            g_y = g
+        elif id(parent) in index:
+            g_p[index[id(parent)]] = g
+        else:
+            raise unknown_leaf_error(parent, t)
+    g_y = np.zeros_like(y_t.data) if g_y is None else g_y
+    return g_y, [np.zeros_like(p.data) if g is None else g for p, g in zip(params, g_p)]
 
 
 class BackwardPass:

@@ -95,11 +95,20 @@ def check_adjoint_params(adjoint_params):
 def check_closure(func):
     """Refuse a ``func`` whose closure holds float ndarrays (they would silently get no gradient).
 
+    A ``func`` bound to ``args`` (:func:`odeflow.adjoint.common.with_args`) is
+    checked as the user's own ``func`` plus the arrays among its ``args``.
+
     Raises
     ------
     GradientError
         Naming each array and its shape, with the two ways out.
     """
+    bound = getattr(func, "bound_args", None)  # func(t, y, *args) bound by adjoint.common.with_args
+    if bound is not None:
+        check_closure(func.__wrapped__)
+        _refuse([a for i, v in enumerate(bound) for a in _arrays_in(v, f"args[{i}]")],
+                "float ndarray(s) {} in `args`")
+        return
     arrays = []
     code = getattr(func, "__code__", None)
     for name, cell in zip(getattr(code, "co_freevars", ()), getattr(func, "__closure__", None) or ()):
@@ -107,13 +116,17 @@ def check_closure(func):
             arrays += _arrays_in(cell.cell_contents, name)
         except ValueError:  # an empty cell
             continue
+    _refuse(arrays, "`func` captures float ndarray(s) {} in its closure")
+
+
+def _refuse(arrays, where):
+    """The GradientError of :func:`check_closure` for `arrays` ``[(name, shape)]``, if any."""
     if arrays:
         listed = ", ".join(f"`{n}` (shape {s})" for n, s in arrays)
         raise GradientError(
-            f"`func` captures float ndarray(s) {listed} in its closure: they can never receive a "
-            f"gradient. Make them Tensors with requires_grad=True (or nn.Parameter) to learn them, "
-            f"or pass adjoint_params=[...] listing the Tensors to differentiate (possibly empty) "
-            f"to treat them as constants")
+            f"{where.format(listed)}: they can never receive a gradient. Make them Tensors with "
+            f"requires_grad=True (or nn.Parameter) to learn them, or pass adjoint_params=[...] "
+            f"listing the Tensors to differentiate (possibly empty) to treat them as constants")
 
 
 def find_params(func, probe, adjoint_params=None):
@@ -146,6 +159,20 @@ def unknown_leaf_error(leaf, t):
         f"adjoint's backward solve, but never during the forward solve, so it is not part of the "
         f"solution's graph and cannot receive its gradient. Pass it in adjoint_params (with the "
         f"other parameters), or use adjoint_mode='checkpoint' / odeflow.odeint")
+
+
+def _leaves(out):
+    """:func:`odeflow.autodiff.backprop.leaves` of `out`, in its order, read off directly when
+    `out` is one node over leaves (a fused ``nn.MLP``: no graph search per evaluation)."""
+    parents = out._parents
+    if out._vjp is None or any(p._vjp is not None for p in parents):
+        return leaves(out)
+    found, seen = [], set()
+    for p in reversed(parents):  # the search's order: depth first, last parent first
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            found.append(p)
+    return found
 
 
 class Recorder:
@@ -187,7 +214,7 @@ class Recorder:
             raise not_a_tensor_error(out)
         self.n_evals += 1
         if out.requires_grad:
-            for leaf in leaves(out):
+            for leaf in _leaves(out):
                 self._found.setdefault(id(leaf), leaf)
                 self._reads[id(leaf)] = self._reads.get(id(leaf), 0) + 1
         return out.data

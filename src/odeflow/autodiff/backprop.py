@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.autodiff.tensor import Tensor, _mode, _wrap
+from odeflow.blas import limited
 from odeflow.errors import GradientError, InputError, InputTypeError, ShapeError
 
 __all__ = ["backward", "gradients", "leaf_gradients"]
@@ -103,6 +104,11 @@ def _accumulate(grads: dict, node: Tensor, g) -> None:
 def _walk(roots, seeds, targets, create_graph, retain_graph) -> dict:
     """Propagate `seeds` from `roots`; return ``{id: (node, gradient)}`` for the
     nodes in `targets` (a set of ids), or for every leaf when `targets` is None."""
+    with limited(roots[0].size if roots else 0):  # BLAS threads: once per walk (odeflow.blas)
+        return _walk_limited(roots, seeds, targets, create_graph, retain_graph)
+
+
+def _walk_limited(roots, seeds, targets, create_graph, retain_graph) -> dict:
     order = _toposort(roots)
     needed = None if targets is None else _needed(order, targets)
     grads, found = {}, {}

@@ -13,6 +13,7 @@ import weakref
 import numba
 import numpy as np
 
+from odeflow.blas import limit_blas
 from odeflow.errors import (
     InputError, InputTypeError, MaxStepsExceededError, NonFiniteDerivativeError, ShapeError,
     SolverError, StepSizeUnderflowError)
@@ -266,6 +267,7 @@ def refuse_events(events):
                          "differentiable)")
 
 
+@limit_blas  # BLAS at one thread inside the solve of a Python func (odeflow.blas)
 def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
     tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
     u, index = distinct_times(t)

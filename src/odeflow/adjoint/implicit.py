@@ -57,25 +57,31 @@ from odeflow.errors import GradientError
 __all__ = ["engine_jacobian", "jacobian_of", "integrate_radau"]
 
 
-def jacobian_of(out, y):
-    """``d out / d y`` (flattened, ``(out.size, y.size)`` float64) by reverse mode.
+def jacobian_of(outs, ys):
+    """``d outs[i] / d ys[i]`` for each ``i`` (flattened, float64 ``(n, n)``) by reverse mode.
 
-    One VJP per component of ``out`` through the recorded graph (kept for the
-    next walk). ``out`` independent of ``y`` gives a zero row.
+    ``outs[i]`` must depend on ``ys[i]`` alone among ``ys`` (separate
+    evaluations of one function, of one shape): then one walk seeded with
+    ``e_r`` on every output gives row ``r`` of every Jacobian, ``n`` VJPs in
+    all through the recorded graphs (kept for the next walk). An output
+    independent of its input gives zero rows.
     """
-    n_out, n_in = out.size, y.size
-    J = np.zeros((n_out, n_in))
-    if not out.requires_grad:
-        return J
-    seed = np.zeros(out.shape, dtype=out.dtype)
+    n = ys[0].size
+    Js = [np.zeros((n, n)) for _ in ys]
+    live = [i for i, out in enumerate(outs) if out.requires_grad]
+    if not live:
+        return Js
+    seed = np.zeros(outs[live[0]].shape, dtype=outs[live[0]].dtype)
     flat = seed.reshape(-1)
-    for r in range(n_out):
+    for r in range(n):
         flat[r] = 1.0
-        (row,) = gradients(out, [y], seed, retain_graph=True, allow_unused=True)
+        rows = gradients([outs[i] for i in live], [ys[i] for i in live], [seed] * len(live),
+                         retain_graph=True, allow_unused=True)
         flat[r] = 0.0
-        if row is not None:
-            J[r] = row.data.reshape(-1)
-    return J
+        for i, row in zip(live, rows):
+            if row is not None:
+                Js[i][r] = row.data.reshape(-1)
+    return Js
 
 
 def engine_jacobian(call, func, shape, dtype, counter=None):
@@ -94,22 +100,22 @@ def engine_jacobian(call, func, shape, dtype, counter=None):
             out = call(func, t, leaf)
         if counter is not None:
             counter["nfe"] += 1
-        return jacobian_of(out, leaf)
+        return jacobian_of([out], [leaf])[0]
     return jac
 
 
-def _stage_node(call, func, t, h, y, Z):
+def _stage_node(call, func, t, h, y, y_start, Z):
     """The converged stages of one step as a graph node ``(3, *y.shape)`` (module docstring).
 
-    ``y`` is the step's start (a Tensor), ``Z`` the stage increments from the
-    array solve, ``(3, n)`` float64. The three stage evaluations are recorded
-    here, with fresh leaves for the stage points, so that the node's parents
+    ``y`` is the step's start (a Tensor), ``y_start`` its value in the array
+    solve and ``Z`` that solve's stage increments, both float64 (``(n,)``,
+    ``(3, n)``). The three stage evaluations are recorded here, at the array
+    solve's stage points, with fresh leaves there, so that the node's parents
     are ``y`` and every Tensor requiring grad ``func`` read in this step.
     """
     from odeflow.solvers.radau import A, C
     shape, n = y.shape, y.size
-    points = [Tensor((y.data.reshape(-1) + Z[i]).reshape(shape).astype(y.dtype), requires_grad=True)
-              for i in range(3)]
+    points = [Tensor((y_start + Z[i]).reshape(shape).astype(y.dtype), requires_grad=True) for i in range(3)]
     with enable_grad():
         F = [call(func, t + C[i] * h, points[i]) for i in range(3)]
     ids = {id(p) for p in points}
@@ -125,7 +131,7 @@ def _stage_node(call, func, t, h, y, Z):
                 "available: the implicit step's backward is linear algebra on arrays; use an "
                 "explicit method for Hessian-vector products")
         gz = np.asarray(g.data, dtype=np.float64).reshape(3 * n)
-        Js = [jacobian_of(F[i], points[i]) for i in range(3)]
+        Js = jacobian_of(F, points)
         MT = np.eye(3 * n)  # block (i, j) of M^T: delta_ij I - h A_ji J_i^T
         for i in range(3):
             for j in range(3):
@@ -146,7 +152,7 @@ def _stage_node(call, func, t, h, y, Z):
     return ops.make_node(data, [y] + params, vjp)
 
 
-def _stages(rec_t, rec_h, rec_y, rec_Q):
+def _stages(rec_h, rec_Q):
     """The stage increments ``Z_n`` (N, 3, n) from the solver's record of the collocation
     polynomials (``Q = Z^T P / h``, so ``Z_i = h Q (c_i, c_i^2, c_i^3)``)."""
     from odeflow.solvers.radau import C
@@ -190,16 +196,16 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
     sol = solve(array_func(func), y.data, t_out, rtol=rtol, atol=atol, method="radau", options=options)
     for key in ("nfe", "n_accepted", "n_rejected", "njev", "nlu"):
         counts[key] = counts.get(key, 0) + sol.stats[key]
-    _, rec_t, rec_h, _, rec_Q, _ = sol._steps_record()
+    _, rec_t, rec_h, rec_y, rec_Q, _ = sol._steps_record()
     if not is_grad_enabled():  # values only
         return Tensor(sol.y.astype(y.dtype, copy=False))
-    Zs = _stages(rec_t, rec_h, None, rec_Q)
+    Zs = _stages(rec_h, rec_Q)
     direction = 1.0 if t_out[-1] > t_out[0] else -1.0
     rows, j = [ops.expand_dims(y, 0)], 1
     for step in range(rec_t.size):
         t, h = float(rec_t[step]), float(rec_h[step])
         t_new = float(rec_t[step + 1]) if step + 1 < rec_t.size else float(t_out[-1])
-        Z = _stage_node(call, func, t, h, y, Zs[step])
+        Z = _stage_node(call, func, t, h, y, rec_y[step], Zs[step])
         counts["nfe"] += 3
         end = j
         while end < t_out.size and direction * (t_out[end] - t_new) < 0.0:
@@ -214,4 +220,7 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
         if j < t_out.size and t_out[j] == t_new:
             rows.append(ops.expand_dims(y, 0))
             j += 1
-    return ops.concatenate(rows, axis=0)
+    replay = ops.concatenate(rows, axis=0)
+    # the values are the array solve's (the replay's sums y + Z_3 differ from them by
+    # rounding, which the stiff components do not damp); the graph is the replay's
+    return ops.make_node(sol.y.astype(y.dtype, copy=False), [replay], lambda g: [g])

@@ -54,7 +54,7 @@ from odeflow.autodiff.backprop import gradients, leaves
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled
 from odeflow.errors import GradientError
 
-__all__ = ["engine_jacobian", "jacobian_of", "integrate_radau"]
+__all__ = ["engine_jacobian", "jacobian_of", "with_engine_jacobian", "integrate_radau"]
 
 
 def jacobian_of(outs, ys):
@@ -84,24 +84,34 @@ def jacobian_of(outs, ys):
     return Js
 
 
-def engine_jacobian(call, func, shape, dtype, counter=None):
+def engine_jacobian(call, func, shape, dtype):
     """``jac(t, y) -> (n, n)``: ``df/dy`` of a Tensor ``func`` by the engine, for radau's Newton.
 
     The form of ``options={"jac": ...}`` (``y`` in ``y0``'s shape, the result
     for the flattened state). One recorded evaluation of ``func`` at
     ``(t, y)`` and ``n`` VJPs (:func:`jacobian_of`): exact, where finite
     differences lose half the digits. ``call(func, t, y)`` evaluates ``func``
-    on Tensors with the gradient mode's checks; ``counter["nfe"]``, when given,
-    counts the evaluations.
+    on Tensors with the gradient mode's checks. Like a given ``jac``, its
+    evaluations count in ``njev``, not ``nfe`` (scipy's convention).
     """
     def jac(t, y):
         leaf = Tensor(np.asarray(y, dtype=dtype).reshape(shape), requires_grad=True)
         with enable_grad():
             out = call(func, t, leaf)
-        if counter is not None:
-            counter["nfe"] += 1
         return jacobian_of([out], [leaf])[0]
     return jac
+
+
+def with_engine_jacobian(func, options, method, y0, call=None):
+    """``options`` for a solve of the Tensor ``func`` from ``y0`` (a Tensor), with
+    ``jac`` by the engine (:func:`engine_jacobian`) when ``method`` is radau and
+    none is given; otherwise ``options`` unchanged (already checked). ``call``
+    defaults to backpropagation's checked evaluation."""
+    if method != "radau" or (options or {}).get("jac") is not None:
+        return options
+    if call is None:
+        from odeflow.adjoint.discretize import _call as call  # not at the top: discretize imports us
+    return dict(options or {}, jac=engine_jacobian(call, func, y0.shape, y0.dtype))
 
 
 def _stage_node(call, func, t, h, y, y_start, Z):
@@ -190,10 +200,8 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
     from odeflow.adjoint.common import array_func
     from odeflow.solvers.integrate import solve
     from odeflow.solvers.radau import P
-    options = dict(opts)
-    if options.get("jac") is None:  # the engine's Jacobian, not finite differences
-        options["jac"] = engine_jacobian(call, func, y.shape, y.dtype, counts)
-    sol = solve(array_func(func), y.data, t_out, rtol=rtol, atol=atol, method="radau", options=options)
+    sol = solve(array_func(func), y.data, t_out, rtol=rtol, atol=atol, method="radau",
+                options=with_engine_jacobian(func, opts, "radau", y, call))  # the engine's J, not differences
     for key in ("nfe", "n_accepted", "n_rejected", "njev", "nlu"):
         counts[key] = counts.get(key, 0) + sol.stats[key]
     _, rec_t, rec_h, rec_y, rec_Q, _ = sol._steps_record()

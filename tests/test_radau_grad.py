@@ -221,3 +221,17 @@ def test_adjoint_forward_uses_the_engine_jacobian():
                         rtol=1e-6, atol=1e-10, options={"jac": robertson_jac})
     for key in ("nfe", "n_accepted", "njev"):
         assert stats["forward"][key] == ref.stats[key]
+
+
+def test_backprop_float32_column_state():
+    """A (2, 1) float32 state: the rows keep y0's shape and dtype; the gradient is right to
+    float32's tolerance (the Newton solve itself runs in float64)."""
+    A = Tensor(A_STIFF.copy(), requires_grad=True)
+    y0 = Tensor(Y0.reshape(2, 1).astype(np.float32), requires_grad=True)
+    ys = odeflow.odeint(lambda t, y: A @ y, y0, [0.0, 0.4, T], method="radau", rtol=2e-5, atol=1e-7)
+    assert ys.shape == (3, 2, 1) and ys.dtype == np.float32
+    (ys[1:, :, 0] * W).sum().backward()
+    _, e_y0, e_A, _ = closed_form(A_STIFF, Y0, np.array([0.0, 0.4, T]), W)
+    assert y0.grad.dtype == np.float32
+    np.testing.assert_allclose(y0.grad.data[:, 0], e_y0, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(A.grad.data, e_A, rtol=1e-4, atol=1e-6)

@@ -242,7 +242,7 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
         if t_out.size == 1:  # t = [a, a, ...]: no step, only the moved outputs
             ys = ops.expand_dims(y, 0)
         else:
-            ys = (integrate_radau(_call, func, t_out, y, rtol, atol, opts, counts) if tab is None
+            ys = (integrate_radau(_call, func, t_out, y, rtol_f, atol_f, opts, counts) if tab is None
                   else _integrate(func, tab, t_out, y, rtol_f, atol_f, opts, counts, method,
                                   None if tab.adaptive else (grid, is_output)))
         if t_grad:  # each output moved along the solution by its own time

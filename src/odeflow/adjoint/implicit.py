@@ -182,8 +182,10 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
         Distinct, monotone output times, ``k >= 2``.
     y : Tensor
         The state at ``t_out[0]``.
-    rtol, atol, opts
-        As given to :func:`odeflow.odeint` (``opts`` checked, radau's keys).
+    rtol, atol : ndarray (n,), float64
+        The checked tolerances (:func:`odeflow.solvers.integrate.prepare`).
+    opts : dict
+        The checked options (radau's keys).
     counts : dict
         Receives ``nfe``, ``n_accepted``, ``n_rejected``, ``njev``, ``nlu``.
 
@@ -200,7 +202,8 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
     from odeflow.adjoint.common import array_func
     from odeflow.solvers.integrate import solve
     from odeflow.solvers.radau import P
-    sol = solve(array_func(func), y.data, t_out, rtol=rtol, atol=atol, method="radau",
+    sol = solve(array_func(func), y.data, t_out, rtol=rtol.reshape(y.shape), atol=atol.reshape(y.shape),
+                method="radau",
                 options=with_engine_jacobian(func, opts, "radau", y, call))  # the engine's J, not differences
     for key in ("nfe", "n_accepted", "n_rejected", "njev", "nlu"):
         counts[key] = counts.get(key, 0) + sol.stats[key]

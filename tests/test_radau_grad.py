@@ -82,10 +82,13 @@ def test_gradients_match_the_closed_form(name):
     np.testing.assert_allclose(d_t, e_t, rtol=1e-6, atol=1e-9)
 
 
-def test_backprop_gradients_match_central_differences():
+@pytest.mark.parametrize("name", sorted(SOLVERS))
+def test_gradients_match_central_differences(name):
     """y0, the matrix A and the times together, against central differences of the solve."""
+    solver, kw = SOLVERS[name]
+
     def f(y0, A, t):
-        return odeflow.odeint(lambda s, y: y @ ops.transpose(A), y0, t, method="radau", **TOL)
+        return solver(lambda s, y: y @ ops.transpose(A), y0, t, method="radau", **TOL, **kw)
 
     check_grads(f, Y0, A_STIFF, TIMES, order=1, rtol=1e-5, n_directions=1)
 

@@ -141,9 +141,12 @@ def _vdp(mu):
     return func
 
 
-def test_backprop_van_der_pol_mu_100_matches_central_differences():
+@pytest.mark.parametrize("name", ["backprop", "adjoint-checkpoint"])  # backsolve: see docs/stiff.md
+def test_van_der_pol_mu_100_matches_central_differences(name):
+    solver, kw = SOLVERS[name]
+
     def f(y0, mu):
-        return odeflow.odeint(_vdp(mu), y0, [0.0, 0.05, 0.2], method="radau", rtol=1e-9, atol=1e-9)
+        return solver(_vdp(mu), y0, [0.0, 0.05, 0.2], method="radau", rtol=1e-9, atol=1e-9, **kw)
 
     check_grads(f, np.array([2.0, -0.66]), 100.0, order=1, rtol=1e-5, n_directions=1)
 

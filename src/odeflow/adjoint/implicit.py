@@ -129,10 +129,7 @@ def _stage_node(call, func, t, h, y, y_start, Z):
     with enable_grad():
         F = [call(func, t + C[i] * h, points[i]) for i in range(3)]
     ids = {id(p) for p in points}
-    params = []
-    for leaf in leaves(F):
-        if id(leaf) not in ids and all(leaf is not p for p in params):
-            params.append(leaf)
+    params = [leaf for leaf in leaves(F) if id(leaf) not in ids]
 
     def vjp(g):
         if is_grad_enabled():
@@ -231,6 +228,9 @@ def integrate_radau(call, func, t_out, y, rtol, atol, opts, counts):
         if j < t_out.size and t_out[j] == t_new:
             rows.append(ops.expand_dims(y, 0))
             j += 1
+    if j != t_out.size:  # the record did not reach every output: never a silently short graph
+        raise GradientError(f"radau: the replay of the solve reached {j} of {t_out.size} output times "
+                            f"(t_out = {t_out!r}); please report this")
     replay = ops.concatenate(rows, axis=0)
     # the values are the array solve's (the replay's sums y + Z_3 differ from them by
     # rounding, which the stiff components do not damp); the graph is the replay's

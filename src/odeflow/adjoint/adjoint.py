@@ -301,7 +301,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         check_closure(func)
     else:
         params = check_adjoint_params(adjoint_params)
-    forward_kw = dict(rtol=rtol, atol=atol, method=method, options=with_engine_jacobian(func, options, method, y0))
+    forward_kw = dict(rtol=rtol, atol=atol, method=method,
+                      options=with_engine_jacobian(func, options, method, y0))  # radau: J by the engine
     if not is_grad_enabled():  # under no_grad nothing will be differentiated: values only
         sol = _solve(array_func(func), y0.data, t_data, dense_output=False, **forward_kw)
         if stats is not None:

@@ -210,7 +210,8 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     (``func``'s output is cast to it, so float64 parameters do not promote a
     float32 state); ``backward()`` through it reaches ``y0``, ``t`` and every
     parameter ``func`` used, to any order (to second order for ``t``: see
-    :mod:`odeflow.adjoint.times`; radau: first order, :mod:`odeflow.adjoint.implicit`). A repeated time repeats the row at no cost,
+    :mod:`odeflow.adjoint.times`; radau: first order only, see
+    :mod:`odeflow.adjoint.implicit`). A repeated time repeats the row at no cost,
     and its entry of ``t`` gets its own gradient. With a single distinct time
     (``len(t) == 1`` or ``t = [a, a]``) the output is ``y0``: one recorded
     evaluation finds the parameters, whose gradient is then zero (not None).

@@ -145,8 +145,3 @@ def test_adjoint_through_radau_matches_the_closed_form_and_finite_differences(mo
     np.testing.assert_allclose(y0.grad.data, expm(_A_STIFF * T).T @ w, rtol=1e-6, atol=1e-10)
     check_grads(lambda y: odeflow.odeint_adjoint(func, y, [0.0, 0.5, T], **kw), y0v, order=1, rtol=1e-5,
                 n_directions=1)
-
-
-def test_backprop_through_radau_is_refused_with_the_way_out():
-    with pytest.raises(InputError, match="odeint_adjoint"):
-        odeflow.odeint(_StiffLinear(_A_STIFF.copy()), Tensor(np.ones(2)), [0.0, 1.0], method="radau")

@@ -64,6 +64,7 @@ import numpy as np
 from odeflow.adjoint.audit import audit_options, drift, judge
 from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
 from odeflow.adjoint.higher import recorded_backward
+from odeflow.adjoint.implicit import with_engine_jacobian
 from odeflow.adjoint.interval import BackwardPass
 from odeflow.adjoint.params import Recorder, check_adjoint_params, check_closure
 from odeflow.autodiff.ops import make_node
@@ -101,6 +102,7 @@ def _backward_options(method, opts, adjoint_method, adjoint_options, adjoint_rto
         raise InputTypeError(f"`adjoint_options` must be a dict or None; got {type(adjoint_options).__name__}")
     # the forward options are inherited (a fixed step's step_size, max_step...) and overridden
     back = dict(opts) if b_method == method else {}
+    back.pop("jac", None)  # the forward's df/dy is not the Jacobian of the augmented backward system
     back.update(adjoint_options or {})
     norm = back.pop("norm", "rms")
     if norm not in ("rms", "seminorm"):
@@ -309,7 +311,8 @@ def odeint_adjoint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", option
         check_closure(func)
     else:
         params = check_adjoint_params(adjoint_params)
-    forward_kw = dict(rtol=rtol, atol=atol, method=method, options=options)
+    forward_kw = dict(rtol=rtol, atol=atol, method=method,
+                      options=with_engine_jacobian(func, options, method, y0))  # radau: J by the engine
     if not is_grad_enabled():  # under no_grad nothing will be differentiated: values only
         sol = _solve(array_func(func), y0.data, t_data, dense_output=False, **forward_kw)
         if stats is not None:

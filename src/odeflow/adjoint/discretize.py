@@ -28,13 +28,14 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
+from odeflow.adjoint.implicit import integrate_radau  # radau: implicit steps, by the IFT
 from odeflow.adjoint.times import moved
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import leaves
 from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor, is_grad_enabled
 from odeflow.blas import limit_blas
-from odeflow.errors import GradientError, InputError, InputTypeError, NonFiniteDerivativeError, ShapeError
+from odeflow.errors import GradientError, InputTypeError, NonFiniteDerivativeError, ShapeError
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
     CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
@@ -212,7 +213,8 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     (``func``'s output is cast to it, so float64 parameters do not promote a
     float32 state); ``backward()`` through it reaches ``y0``, ``t`` and every
     parameter ``func`` used, to any order (to second order for ``t``: see
-    :mod:`odeflow.adjoint.times`). A repeated time repeats the row at no cost,
+    :mod:`odeflow.adjoint.times`; radau: first order only, see
+    :mod:`odeflow.adjoint.implicit`). A repeated time repeats the row at no cost,
     and its entry of ``t`` gets its own gradient. With a single distinct time
     (``len(t) == 1`` or ``t = [a, a]``) the output is ``y0``: one recorded
     evaluation finds the parameters, whose gradient is then zero (not None).
@@ -232,11 +234,8 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
     y0 = as_tensor(y0)
     t_data, t_grad = time_data(t)
     tab, _, t_all, rtol_f, atol_f, opts = prepare(func, y0.data, t_data, rtol, atol, method, options)
-    if tab is None:  # radau: its Newton iterations are not recorded on the tape
-        raise InputError("backprop through the solver is not available for method='radau'; use "
-                         "odeflow.odeint_adjoint(..., method='radau') for gradients of a stiff solve")
     t_out, index = distinct_times(t_all)
-    if not tab.adaptive:  # before any evaluation: the step count is checked here
+    if tab is not None and not tab.adaptive:  # before any evaluation: the step count is checked here
         grid, is_output, _ = fixed_grid(t_out, opts.get("step_size"),
                                      int(opts.get("max_steps") or DEFAULT_MAX_STEPS), method)
     counts = {"nfe": 0, "n_accepted": 0, "n_rejected": 0}
@@ -250,8 +249,9 @@ def odeint_backprop(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", optio
         if t_out.size == 1:  # t = [a, a, ...]: no step, only the moved outputs
             ys = ops.expand_dims(y, 0)
         else:
-            ys = _integrate(func, tab, t_out, y, rtol_f, atol_f, opts, counts, method,
-                            None if tab.adaptive else (grid, is_output))
+            ys = (integrate_radau(_call, func, t_out, y, rtol_f, atol_f, opts, counts) if tab is None
+                  else _integrate(func, tab, t_out, y, rtol_f, atol_f, opts, counts, method,
+                                  None if tab.adaptive else (grid, is_output)))
         if t_grad:  # each output moved along the solution by its own time
             pos = np.arange(t_all.size) if index is None else index
             pieces = [ops.expand_dims(y0, 0)]

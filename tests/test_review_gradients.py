@@ -74,3 +74,38 @@ def test_a_jump_time_at_an_end_of_the_interval_raises(mode, at):
     loss = _switched(jump, np.array([0.0, 0.6, 1.0]), k, mode)
     with pytest.raises(GradientError, match="end of the interval"):
         loss.backward()
+
+
+def test_an_empty_batch_through_per_sample_backprop_is_empty_not_a_numpy_error():
+    # old: ValueError "zero-size array to reduction operation maximum" from the replay
+    k = Tensor(np.array([0.5]), requires_grad=True)
+    y0 = Tensor(np.ones((0, 1)), requires_grad=True)
+    ys = odeflow.odeint(lambda t, y: -y * k, y0, [0.0, 1.0], batch_axis=0)
+    assert ys.shape == (2, 0, 1)
+    ops.sum(ys).backward()
+    assert y0.grad.shape == (0, 1)
+
+
+def test_odeint_regularized_checks_t_and_the_batch_by_name():
+    from odeflow.errors import InputError, ShapeError
+    from odeflow.regularizers import kinetic_energy, odeint_regularized
+    k = Tensor(np.array([0.5]), requires_grad=True)
+
+    def f(t, y):
+        return -y * k
+
+    with pytest.raises(InputError, match="`t` must be 1-D"):   # old: raw ValueError (truth value)
+        odeint_regularized(f, np.ones((2, 1)), np.array([[0.0, 1.0], [0.0, 1.0]]), [kinetic_energy()])
+    with pytest.raises(ShapeError, match="no sample"):          # old: a NaN penalty, raw error in backward
+        odeint_regularized(f, np.ones((0, 2)), [0.0, 1.0], [kinetic_energy()])
+
+
+@pytest.mark.parametrize("bad", [dict(t0="a"), dict(t_max="x")])
+def test_odeint_event_refuses_non_numeric_times_by_name(bad):
+    from odeflow.errors import InputTypeError
+    kw = dict(t0=0.0, t_max=5.0)
+    kw.update(bad)
+    name = next(iter(bad))
+    with pytest.raises(InputTypeError, match=f"`{name}`"):    # old: raw ValueError from float()
+        odeflow.odeint_event(lambda t, y: -y, Tensor(np.array([1.0])), kw["t0"], lambda t, y: y[0] - 0.5,
+                             t_max=kw["t_max"])

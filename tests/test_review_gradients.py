@@ -109,3 +109,37 @@ def test_odeint_event_refuses_non_numeric_times_by_name(bad):
     with pytest.raises(InputTypeError, match=f"`{name}`"):    # old: raw ValueError from float()
         odeflow.odeint_event(lambda t, y: -y, Tensor(np.array([1.0])), kw["t0"], lambda t, y: y[0] - 0.5,
                              t_max=kw["t_max"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("times", [[0.0, 0.0, 0.5, 1.0], [0.0, 0.5, 1.0, 1.0], [1.0, 1.0, 0.2],
+                                   [0.0, 0.5, 0.5, 1.0], [0.0, 0.25, 0.25, 1.0]])
+def test_jump_t_keeps_every_output_row_with_repeated_times(mode, times):
+    # old: a repeat of t[0] or t[-1] was dropped, so the solution had len(t) - 1 rows, the rows
+    # after it at the wrong times, with no error (and a repeat at the jump time too)
+    k = Tensor(np.array([0.7, -0.4]), requires_grad=True)
+
+    def f(t, y):
+        return ops.tanh(y * k[0]) * k[1] + 0.5 * y * (1.0 if t < 0.25 else -1.0)
+
+    def f_arrays(t, y):
+        return np.tanh(y * 0.7) * -0.4 + 0.5 * y * (1.0 if t < 0.25 else -1.0)
+
+    y0 = Tensor(np.array([0.3, -0.5]), requires_grad=True)
+    ys = _solve(mode, f, y0, np.array(times), options={"jump_t": [0.25]})
+    ref = odeflow.solve(f_arrays, y0.data, times, rtol=1e-12, atol=1e-14, options={"jump_t": [0.25]}).y
+    assert ys.shape == (len(times), 2)
+    np.testing.assert_allclose(ys.data, ref, rtol=1e-8, atol=1e-10)
+    ops.sum(ys * ys).backward()
+    plain = Tensor(np.array([0.3, -0.5]), requires_grad=True)
+    k2 = Tensor(k.data.copy(), requires_grad=True)
+
+    def g(t, y):  # same dynamics, differentiated with a dense set of outputs (no repeats) as reference
+        return ops.tanh(y * k2[0]) * k2[1] + 0.5 * y * (1.0 if t < 0.25 else -1.0)
+
+    distinct = np.unique(times)[::1 if times[-1] > times[0] else -1]
+    zs = _solve(mode, g, plain, distinct, options={"jump_t": [0.25]})
+    rows = [int(np.flatnonzero(distinct == v)[0]) for v in times]
+    ops.sum(zs[rows] * zs[rows]).backward()
+    np.testing.assert_allclose(k.grad.data, k2.grad.data, rtol=1e-7)
+    np.testing.assert_allclose(y0.grad.data, plain.grad.data, rtol=1e-7)

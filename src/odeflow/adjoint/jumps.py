@@ -136,17 +136,22 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     rows, state, seg_stats = [], y0, []
     for s in range(len(bounds) - 1):
         a, b = b_values[s], b_values[s + 1]
-        inner = [i for i in range(1, t_data.size - 1) if direction * (t_data[i] - a) > 0
-                 and direction * (b - t_data[i]) > 0]
-        entries = ([t_entry(0)] if s == 0 else [entry(bounds[s][1])]) + [t_entry(i) for i in inner]
-        ends_on_output = s == len(bounds) - 2 or np.any(t_data[1:-1] == b)
-        last = t_entry(int(np.flatnonzero(t_data == b)[0])) if s == len(bounds) - 2 else entry(bounds[s + 1][1])
-        if s < len(bounds) - 2 and ends_on_output:  # the jump is at an output time t[i]
-            i = int(np.flatnonzero(t_data == b)[0])
-            parents = [e for e in (last, t_entry(i)) if isinstance(e, Tensor)]
-            if parents:
-                last = _kink(b, parents, f"which is the output time t[{i}]")
-        entries.append(last)
+        last_segment = s == len(bounds) - 2
+        # the outputs this segment gives: t[i] in (a, b] (a repeat of t[0] in the first segment)
+        covered = [i for i in range(1, t_data.size)
+                   if (direction * (t_data[i] - a) > 0 and direction * (b - t_data[i]) >= 0)
+                   or (s == 0 and t_data[i] == a)]
+        ends_on_output = bool(covered) and t_data[covered[-1]] == b
+        rows_t = []
+        for i in covered:
+            if not last_segment and t_data[i] == b:  # the jump is at the output time t[i]
+                parents = [e for e in (entry(bounds[s + 1][1]), t_entry(i)) if isinstance(e, Tensor)]
+                rows_t.append(_kink(b, parents, f"which is the output time t[{i}]") if parents else float(b))
+            else:
+                rows_t.append(t_entry(i))
+        entries = [t_entry(0) if s == 0 else entry(bounds[s][1])] + rows_t
+        if not ends_on_output:
+            entries.append(entry(bounds[s + 1][1]))
         lo = np.nextafter(a, direction * np.inf) if s > 0 else None
         hi = np.nextafter(b, -direction * np.inf) if s < len(bounds) - 2 else None
         if direction < 0:

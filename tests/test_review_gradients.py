@@ -143,3 +143,23 @@ def test_jump_t_keeps_every_output_row_with_repeated_times(mode, times):
     ops.sum(zs[rows] * zs[rows]).backward()
     np.testing.assert_allclose(k.grad.data, k2.grad.data, rtol=1e-7)
     np.testing.assert_allclose(y0.grad.data, plain.grad.data, rtol=1e-7)
+
+
+@pytest.mark.parametrize("key, value", [("jump_t", [5.0, 5.01]), ("min_step", 0.3)])
+@pytest.mark.parametrize("how", ["solve", "backprop", "adjoint"])
+def test_per_sample_stepping_refuses_the_options_it_would_ignore(key, value, how):
+    # old: silently ignored. A pulse y' = 10 on [5, 5.01) gave y(10) = 0 instead of 0.1 with
+    # jump_t, and min_step = 0.3 let -50 y be integrated with tiny steps instead of raising
+    from odeflow.errors import InputError
+
+    def pulse(t, y):
+        on = np.all((np.asarray(t) >= 5.0) & (np.asarray(t) < 5.01))
+        return y * 0.0 + (10.0 if on else 0.0)
+
+    y0 = np.zeros((2, 1))
+    with pytest.raises(InputError, match=key):
+        if how == "solve":
+            odeflow.solve(pulse, y0, [0.0, 10.0], batch_axis=0, options={key: value})
+        else:
+            fn = odeflow.odeint if how == "backprop" else odeflow.odeint_adjoint
+            fn(pulse, Tensor(y0, requires_grad=True), [0.0, 10.0], batch_axis=0, options={key: value})

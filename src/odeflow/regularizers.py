@@ -46,6 +46,7 @@ from odeflow.autodiff.backprop import gradients
 from odeflow.autodiff.tensor import Tensor, enable_grad, is_grad_enabled, no_grad
 from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.nn import Module
+from odeflow.solvers.validate import as_times
 
 __all__ = ["Regularizer", "kinetic_energy", "jacobian_frobenius", "Regularization",
            "RegularizedDynamics", "odeint_regularized", "steer_end_time", "PROBES",
@@ -332,7 +333,9 @@ def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e
     y0 = y0 if isinstance(y0, Tensor) else Tensor(np.asarray(y0, dtype=np.float64))
     shape = y0.shape if y0.ndim >= 2 else (1,) + tuple(y0.shape)
     batch, n, k = shape[0], math.prod(shape[1:]), len(regs)
-    t_values = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=np.float64)
+    if batch == 0:  # the penalty is a mean over the samples
+        raise ShapeError(f"`y0` of shape {tuple(y0.shape)} has no sample along axis 0")
+    t_values = as_times(t.data if isinstance(t, Tensor) else t)  # checked here: its direction is used
     direction = -1.0 if t_values.size > 1 and t_values[-1] < t_values[0] else 1.0
     probe = next((r.probe for r in regs if r.needs_vjp), "exact")
     if not (rng is None or isinstance(rng, (numbers.Integral, np.random.Generator))) or isinstance(rng, bool):

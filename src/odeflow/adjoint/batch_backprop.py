@@ -140,7 +140,7 @@ def _replay(func, y0, t_out, axis, tab, args, record):
     args = tuple(a[order] for a in args)
     pieces, labels = [Y], [(order, np.zeros(B, np.int64))]  # outputs and which (sample, row) they are
     lead = np.cumprod(t_out == t_out[:, :1], axis=1).sum(axis=1)  # outputs repeating the start time
-    for j in range(1, int(lead.max())):
+    for j in range(1, int(lead.max(initial=1))):  # initial: an empty batch
         at_start = np.flatnonzero(lead[order] > j)  # positions in Y (sample order[i] at Y[i])
         pieces.append(Y[at_start])
         labels.append((order[at_start], np.full(at_start.size, j, np.int64)))
@@ -198,7 +198,7 @@ def _replay(func, y0, t_out, axis, tab, args, record):
     for samples, js in labels:
         where[samples * m + js] = np.arange(start, start + samples.size)
         start += samples.size
-    if where.min() < 0:  # every output lies in exactly one replayed step: a bug otherwise
+    if where.size and where.min() < 0:  # every output lies in exactly one replayed step: a bug otherwise
         b, j = divmod(int(np.argmin(where)), m)
         raise RuntimeError(f"odeflow internal error: output t[{b}, {j}] fell in no replayed step")
     out = ops.reshape(allout[where], (B, m) + sample_shape)  # (B, m, *sample_shape)

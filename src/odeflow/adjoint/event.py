@@ -151,14 +151,20 @@ def odeint_event(func, y0, t0, event_fn, *, t_max=None, rtol=1e-7, atol=1e-9, me
                          f"adjoint_method, adjoint_options)")
     y0 = as_tensor(y0)
     t0_data, t0_grad = time_data(t0)
-    t0_data = np.asarray(t0_data, dtype=np.float64)
+    try:
+        t0_data = np.asarray(t0_data, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"`t0` must be a real scalar time; got {t0!r}") from None
     if t0_data.ndim != 0 or not np.isfinite(t0_data):
         raise InputError(f"`t0` must be a finite scalar time; got {t0_data!r}")
     t0_value = float(t0_data)
     if t_max is None:
         t_end = t0_value + _UNBOUNDED
     else:
-        t_end = float(t_max)
+        try:
+            t_end = float(t_max)
+        except (TypeError, ValueError):
+            raise InputTypeError(f"`t_max` must be a real scalar time or None; got {t_max!r}") from None
         if not math.isfinite(t_end) or t_end == t0_value:
             raise InputError(f"`t_max` must be finite and differ from t0 = {t0_value!r}; got {t_max!r}")
     direction = getattr(user_event_fn, "direction", 0)

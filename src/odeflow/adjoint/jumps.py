@@ -29,8 +29,9 @@ import numpy as np
 from odeflow.adjoint.common import as_tensor, time_data
 from odeflow.adjoint.params import check_closure
 from odeflow.autodiff import ops
+from odeflow.autodiff.ops import make_node
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import InputTypeError
+from odeflow.errors import GradientError, InputTypeError
 from odeflow.solvers.validate import as_times, check_jump_t
 
 __all__ = ["odeint_segmented"]
@@ -68,6 +69,38 @@ def _times(entries):
     return np.array(entries, dtype=np.float64)
 
 
+def _kink(value, parents, where):
+    """``value`` as a Tensor whose gradient raises: a jump time at an output time or at an end.
+
+    There the solution's one-sided derivatives w.r.t. the jump time (and the output
+    time) differ by the jump of ``func``, so no gradient is right (as for a grazing event).
+    """
+    def vjp(g):
+        raise GradientError(
+            f"`options['jump_t']` has a jump at t = {float(value)!r}, {where}: the solution is not "
+            f"differentiable there w.r.t. the jump time or that output time (the one-sided "
+            f"derivatives differ by the jump of func); move the jump off the output times, or "
+            f"differentiate neither (a jump_t and t that do not require grad)")
+    return make_node(np.float64(value), parents, vjp)
+
+
+def _unused_jumps(out, values, entry, idx, t_data):
+    """Connect jump Tensors the split did not use: zero gradient outside ``(t[0], t[-1])``,
+    a :func:`_kink` at ``t[0]`` or ``t[-1]`` (never a silent None)."""
+    links = []
+    for k in np.setdiff1d(np.arange(values.size), idx):
+        e = entry(int(k))
+        if not isinstance(e, Tensor):
+            continue
+        if values[k] in (t_data[0], t_data[-1]):
+            links.append(_kink(values[k], [e], "an end of the interval t"))
+        elif not np.any(values[idx] == values[k]):   # a repeat of a used jump stays unconnected
+            links.append(make_node(np.float64(0.0), [e], lambda g: [np.zeros(())]))
+    for link in links:
+        out = out + ops.astype(link * 0.0, out.dtype)
+    return out
+
+
 def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=None, **kwargs):
     """``odeint_fn(func, y0, t, options=..., **kwargs)`` split at ``options["jump_t"]``.
 
@@ -91,7 +124,8 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     idx = idx[np.unique(values[idx], return_index=True)[1]]       # first of equal times
     idx = idx[np.argsort(direction * values[idx], kind="stable")]
     if idx.size == 0:
-        return odeint_fn(func, y0, t, options=opts or None, stats=stats, **kwargs)
+        return _unused_jumps(odeint_fn(func, y0, t, options=opts or None, stats=stats, **kwargs),
+                             values, entry, idx, t_data)
     if adjoint and kwargs.get("adjoint_params") is None:
         # the segments see a wrapper of func: check the user's closure here; each segment then
         # finds the parameters its own evaluations read (one read only after a jump included)
@@ -102,12 +136,22 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     rows, state, seg_stats = [], y0, []
     for s in range(len(bounds) - 1):
         a, b = b_values[s], b_values[s + 1]
-        inner = [i for i in range(1, t_data.size - 1) if direction * (t_data[i] - a) > 0
-                 and direction * (b - t_data[i]) > 0]
-        entries = ([t_entry(0)] if s == 0 else [entry(bounds[s][1])]) + [t_entry(i) for i in inner]
-        ends_on_output = s == len(bounds) - 2 or np.any(t_data[1:-1] == b)
-        last = t_entry(int(np.flatnonzero(t_data == b)[0])) if s == len(bounds) - 2 else entry(bounds[s + 1][1])
-        entries.append(last)
+        last_segment = s == len(bounds) - 2
+        # the outputs this segment gives: t[i] in (a, b] (a repeat of t[0] in the first segment)
+        covered = [i for i in range(1, t_data.size)
+                   if (direction * (t_data[i] - a) > 0 and direction * (b - t_data[i]) >= 0)
+                   or (s == 0 and t_data[i] == a)]
+        ends_on_output = bool(covered) and t_data[covered[-1]] == b
+        rows_t = []
+        for i in covered:
+            if not last_segment and t_data[i] == b:  # the jump is at the output time t[i]
+                parents = [e for e in (entry(bounds[s + 1][1]), t_entry(i)) if isinstance(e, Tensor)]
+                rows_t.append(_kink(b, parents, f"which is the output time t[{i}]") if parents else float(b))
+            else:
+                rows_t.append(t_entry(i))
+        entries = [t_entry(0) if s == 0 else entry(bounds[s][1])] + rows_t
+        if not ends_on_output:
+            entries.append(entry(bounds[s + 1][1]))
         lo = np.nextafter(a, direction * np.inf) if s > 0 else None
         hi = np.nextafter(b, -direction * np.inf) if s < len(bounds) - 2 else None
         if direction < 0:
@@ -127,4 +171,4 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
         stats["forward"] = {k: sum(d["forward"][k] for d in seg_stats) for k in keys
                             if all(isinstance(d["forward"].get(k), (int, float, np.integer, np.floating))
                                    for d in seg_stats)}
-    return ops.concatenate(rows, axis=0)
+    return _unused_jumps(ops.concatenate(rows, axis=0), values, entry, idx, t_data)

@@ -33,7 +33,8 @@ provided ``func``'s row ``b`` is bitwise independent of the other rows (true
 for element-wise NumPy code; a BLAS matrix product may round differently for
 different batch sizes).
 
-Not provided (raise :class:`~odeflow.errors.InputError`): fixed-step methods
+Not provided (raise :class:`~odeflow.errors.InputError`): ``options["jump_t"]`` and
+``options["min_step"]``, fixed-step methods
 (they take the same steps for every sample: solve without ``batch_axis``) and
 dense output (``Solution.interpolate``).
 """
@@ -316,6 +317,10 @@ def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
     if not tab.adaptive:
         raise InputError(f"`batch_axis` needs an adaptive method (dopri5, bosh3): fixed-step method "
                          f"{method!r} takes the same steps for every sample; solve without batch_axis")
+    for key in ("jump_t", "min_step"):  # the per-sample loop has neither: refuse, never ignore
+        if opts.get(key) is not None:
+            raise InputError(f"`options[{key!r}]` is not available with `batch_axis` (the per-sample "
+                             f"solve would ignore it); solve without batch_axis")
     args = check_args(args, shape[axis])
     max_steps = int(opts.get("max_steps") or DEFAULT_MAX_STEPS)
     return tab, y0, t_rows, per_sample, axis, rtol, atol, opts, max_steps, args

@@ -55,10 +55,9 @@ def _run(kind, func, fargs, inplace, args, shape, events=()):
         f = func if inplace else _checked(func, shape)
         loop = _loop.variant(_LOOPS[kind], _loop.python_evaluator(inplace), step)
         return loop(f, fargs, *args), 0.0
-    from odeflow.solvers.compiled import func_argtypes, run_compiled
-    argtypes = func_argtypes(np.empty(shape, (args[1] if kind == "adaptive" else args[3]).dtype), fargs, inplace)
+    from odeflow.solvers.compiled import run_compiled
     try:
-        return run_compiled(kind, func, argtypes, fargs, args, tuple(events), flat=len(shape) == 1)
+        return run_compiled(kind, func, fargs, inplace, args, tuple(events), flat=len(shape) == 1)
     except SystemError as exc:  # Ctrl-C during the nopython loop trips Numba's boxing of the result
         if _caused_by(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from None
@@ -123,7 +122,7 @@ def prepare(func, y0, t, rtol, atol, method, options, args=(), inplace=False):
         raise InputError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     tab = TABLEAUX.get(method)  # None for radau (implicit)
     y0 = as_state(y0)
-    if is_jitted(func):
+    if is_jitted(func) and not func._can_compile:  # explicit signatures only
         from odeflow.solvers.compiled import check_signature, func_argtypes
         check_signature(func, func_argtypes(y0, args, inplace), y0, inplace)
     t = as_times(t)

@@ -482,6 +482,9 @@ def fixed_loop(func, fargs, grid, is_output, is_jump, y0, f0, shape, A, b, c, st
             ev_y[:n_found], ev_code)
 
 
+# the adaptive loop as a cached kernel, for compiled callers that run many solves (ensemble chunks)
+adaptive_kernel = kernel(adaptive_loop)
+
 _VARIANTS = {}
 
 

@@ -43,13 +43,15 @@ STATUS = {
 _LOOPS = {"adaptive": _loop.adaptive_loop, "fixed": _loop.fixed_loop}
 
 
-def _run(kind, func, fargs, inplace, args, shape, events=()):
+def _run(kind, func, fargs, inplace, args, shape, events=(), jitted=None):
     """Run the ``kind`` loop as Python, or compiled whole when ``func`` and every
     event function are jitted (:mod:`odeflow.solvers.compiled`).
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
-    if not (is_jitted(func) and _events.is_compiled(events)):
+    if jitted is None:
+        jitted = is_jitted(func)
+    if not (jitted and (not events or _events.is_compiled(events))):
         step = (_events.make_event_step(_events.make_event_function(events, jitted=False), jitted=False)
                 if events else _events.no_event_step)
         f = func if inplace else _checked(func, shape)
@@ -349,10 +351,11 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events, f
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
                         events=no_events,
                         record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
-    n_compiled = len(func.overloads) if is_jitted(func) else 0
+    jitted = is_jitted(func)
+    n_compiled = len(func.overloads) if jitted else 0
     start = time.perf_counter()
     f0 = first_derivative(func, t[0], flat, shape, fargs, inplace)
-    seconds_f0 = time.perf_counter() - start if is_jitted(func) and len(func.overloads) > n_compiled else 0.0
+    seconds_f0 = time.perf_counter() - start if jitted and len(func.overloads) > n_compiled else 0.0
     if not all_finite(f0):
         sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
                        "func(t0, y0) is not finite", method=method, t_span=(t[0], t[0]),
@@ -375,7 +378,7 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events, f
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
                 max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound,
                 ev, jumps, float(opts.get("min_step") or 0.0))
-        out, seconds = _run("adaptive", func, fargs, inplace, args, shape, ev_fns)
+        out, seconds = _run("adaptive", func, fargs, inplace, args, shape, ev_fns, jitted)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
         stiff_at = None if np.isnan(out[13]) else float(out[13])
         ev_t, ev_k, ev_y, ev_code = out[15:]
@@ -386,7 +389,7 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events, f
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, is_jump, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
-        out, seconds = _run("fixed", func, fargs, inplace, args, shape, ev_fns)
+        out, seconds = _run("fixed", func, fargs, inplace, args, shape, ev_fns, jitted)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y, ev_t, ev_k, ev_y, ev_code = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
         hint = ""

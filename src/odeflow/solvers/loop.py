@@ -44,7 +44,7 @@ from odeflow.solvers.kernels import (
     error_shares, scaled_rms, stiffness_estimate)
 
 __all__ = ["SUCCESS", "UNDERFLOW", "MAX_STEPS", "NONFINITE", "BAD_SIZE", "python_evaluator",
-           "evaluate", "adaptive_loop", "fixed_loop", "variant"]
+           "evaluate", "make_evaluator", "adaptive_loop", "fixed_loop", "adaptive_kernel", "variant"]
 
 # status codes returned by the loops
 SUCCESS = 0
@@ -120,45 +120,26 @@ def _evaluate_compiled(func, fargs, t, y, shape, out):
 
 
 def make_evaluator(func, jitted, flat=False):
-    """For loops with ``func`` closed over (:mod:`odeflow.solvers.radau`, :mod:`odeflow.solvers.ensemble`):
+    """For loops with ``func`` closed over (:mod:`odeflow.solvers.radau`):
     ``evaluate(t, y, shape, out) -> bool``: ``out[:] = func(t, y.reshape(shape))`` flattened.
 
     Returns False, writing nothing, when func's output has the wrong size.
 
-    ``jitted``: ``func`` is an ``@njit`` function and the evaluator is compiled
-    to be inlined into the loop; it copies element by element, which in
-    nopython mode costs less than a broadcasting assignment, and with
-    ``flat`` (``y0`` is 1-D) it skips the reshapes, which cost as much again
-    per evaluation. Otherwise a plain Python evaluator with one vectorised copy
-    (``func`` is then already wrapped by a check of every output's shape).
+    ``jitted``: ``func`` is an ``@njit`` function and the evaluator is the
+    compiled :func:`evaluate` with ``func`` a constant (``flat`` is then read
+    from the state's shape when compiled). Otherwise a plain Python evaluator
+    with one vectorised copy (``func`` is then already wrapped by a check of
+    every output's shape).
     """
     if not jitted:
-        def evaluate(t, y, shape, out):
+        def evaluate_py(t, y, shape, out):
             out[:] = np.asarray(func(t, y.reshape(shape))).reshape(out.shape[0])
             return True
-        return evaluate
+        return evaluate_py
 
-    import numba  # only here: `import odeflow` must not import numba
-
-    from odeflow.solvers.jit import OPTIONS
-
-    if flat:  # func(t0, y0) was checked to return shape (n,): f is 1-D
-        def evaluate(t, y, shape, out):
-            f = np.asarray(func(t, y))
-            if f.shape[0] != out.shape[0]:
-                return False
-            for k in range(out.shape[0]):
-                out[k] = f[k]
-            return True
-    else:
-        def evaluate(t, y, shape, out):
-            f = np.asarray(func(t, y.reshape(shape)))
-            if f.size != out.shape[0]:
-                return False
-            for k in range(out.shape[0]):
-                out[k] = f.flat[k]
-            return True
-    return numba.njit(inline="always", **OPTIONS)(evaluate)
+    def closed(t, y, shape, out):  # the compiled forms of :func:`evaluate`, func a constant
+        return evaluate(func, (), t, y, shape, out)
+    return numba.njit(inline="always", **OPTIONS)(closed)
 
 
 @kernel
@@ -504,19 +485,3 @@ def variant(loop, evaluate_fn, event_step_fn):
             _VARIANTS[key] = fn
     return fn
 
-
-def make_adaptive_loop(evaluate, event_step_fn=event_step):
-    """The adaptive loop for callers that close over their own ``evaluate(t, y, ctx, out)``
-    (from :func:`make_evaluator`, or :mod:`odeflow.solvers.ensemble`'s): the old argument
-    list, without ``func`` and ``fargs``; jitted (not cached on disk: ``evaluate`` is a constant)."""
-    from odeflow.solvers.jit import JIT_DISABLED
-
-    def adapter(func, fargs, t, y, shape, out):
-        return evaluate(t, y, shape, out)
-    if not JIT_DISABLED:
-        adapter = numba.njit(inline="always", **OPTIONS)(adapter)
-    inner = numba.njit(**OPTIONS)(variant(adaptive_loop, adapter, event_step_fn))
-
-    def loop(*loop_args):
-        return inner(None, (), *loop_args)
-    return loop

@@ -267,32 +267,54 @@ def render_latent_hare_lynx(runs):
 
 
 def render_solvers_speed(rows):
-    """docs/solvers.md §7 from one run of scripts/bench_solvers.py (JSON lines)."""
-    rows = [r for r in rows if "problem" in r]
+    """docs/solvers.md §7 from one run of scripts/bench_solvers.py (JSON lines): the dopri5 rows."""
+    rows = [r for r in rows if "problem" in r and "set" not in r]
     cells = {}
     for r in rows:
         cells.setdefault((r["problem"], r["rtol"]), {})[r["solver"]] = r
     out = []
     for (problem, rtol), s in cells.items():
+        ip = s.get("odeflow dopri5 (njit in-place func, controller i)")
         pi, i = s.get("odeflow dopri5 (njit func)"), s.get("odeflow dopri5 (njit func, controller i)")
         py, rk = s.get("odeflow dopri5 (Python func)"), s.get("scipy RK45")
-        dx = next((v for k, v in s.items() if k.startswith("diffrax")), None)
+        yd = s.get("yardstick nb_dopri5 (njit in-place)")
+        dx = next((v for k, v in s.items() if k.startswith("diffrax") and "Dopri5" in k), None)
         tq = next((v for k, v in s.items() if k.startswith("torchdiffeq")), None)
 
         def ms(r, digits=3, nfe=True):
             if r is None:
                 return "-"
-            return f"{1e3 * r['median_s']:.{digits}f}" + (f" ({r['nfe']})" if nfe else "")
+            return f"{1e3 * r['median_s']:.{digits}f}" + (f" ({r['nfe']})" if nfe and r.get("nfe") else "")
 
         def ratio(a, b):
             return f"{b['median_s'] / a['median_s']:.{0 if b['median_s'] / a['median_s'] >= 10 else 2}f}x" \
                 if a and b else "-"
-        out.append([problem, f"{rtol:.0e}", ms(pi), ms(i), ms(py, 2, False), ms(rk, 2), ms(dx),
-                    ms(tq, 0, False), ratio(pi, rk), ratio(i, rk), ratio(pi, dx), ratio(py, rk)])
-    return _table(["problem", "rtol", "odeflow njit, pi: ms (nfe)", "odeflow njit, i: ms (nfe)",
-                   "odeflow Python func: ms", "scipy RK45: ms (nfe)", "diffrax Dopri5 jit: ms (nfe)",
-                   "torchdiffeq: ms", "njit pi vs RK45", "njit i vs RK45", "njit pi vs diffrax",
-                   "Python vs RK45"], out)
+        out.append([problem, f"{rtol:.0e}", ms(ip), ms(i), ms(pi), ms(yd), ms(py, 2, False), ms(rk, 2), ms(dx),
+                    ms(tq, 0, False), ratio(yd, ip), ratio(ip, rk), ratio(ip, dx), ratio(ip, i),
+                    ratio(pi, rk), ratio(pi, dx), ratio(py, rk)])
+    return _table(["problem", "rtol", "odeflow njit in place, i: ms (nfe)", "odeflow njit, i: ms (nfe)",
+                   "odeflow njit, pi: ms (nfe)", "yardstick: ms (nfe)", "odeflow Python func: ms",
+                   "scipy RK45: ms (nfe)", "diffrax Dopri5 jit: ms (nfe)", "torchdiffeq: ms",
+                   "in place over yardstick", "in place vs RK45", "in place vs diffrax",
+                   "out of place over in place", "njit pi vs RK45", "njit pi vs diffrax", "Python vs RK45"], out)
+
+
+def render_solvers_fixed_costs(rows):
+    """docs/solvers.md §7: the one-step solve (fixed cost per call) and the first solve in a fresh
+    process (compile time), from the same run of scripts/bench_solvers.py."""
+    out = []
+    for r in rows:
+        if r.get("set") == "overhead":
+            out.append([f"one-step solve ({r['problem']})", r["solver"], f"{1e6 * r['median_s']:.1f} us"])
+    for r in rows:
+        if r.get("set") == "compile":
+            what = "new @njit func" if r["func"] == "njit" else "Python func"
+            out.append([f"first solve in a fresh process, {what} (run {r['attempt']})", "odeflow dopri5",
+                        f"{r['first_solve_s']:.2f} s (compile_seconds {r['compile_seconds']:.2f} s)"])
+    load = next((r["uptime_load_1_5_15"] for r in rows if "uptime_load_1_5_15" in r), None)
+    note = f"\nLoad average (1, 5, 15 min) at the start of the run: {', '.join(f'{x:.2f}' for x in load)}.\n" \
+        if load else ""
+    return _table(["measurement", "solver", "median"], out) + note
 
 
 def _span(values, scale=1e3, unit=" ms", digits=1):
@@ -556,6 +578,7 @@ TABLES = {
     "latent-ode-table2": ("train-latent-ode", render_latent_table2),
     "latent-ode-hare-lynx": ("train-latent-ode", render_latent_hare_lynx),
     "solvers-speed": ("bench-solvers", render_solvers_speed),
+    "solvers-fixed-costs": ("bench-solvers", render_solvers_fixed_costs),
     "gradients-speed": ("bench-gradients", render_gradients_speed),
     "gradients-scaling": ("bench-gradients", render_gradients_scaling),
     "gradients-threads": ("bench-gradients", render_gradients_threads),

@@ -12,9 +12,10 @@ How it runs
 * ``@njit`` ``func`` (the fast path): one compiled chunk runner loops over a
   range of members in nopython mode with the GIL released (Numba ``nogil``);
   ``workers`` threads each run chunks, so all cores work at once. The runner
-  closes over ``func`` and cannot be cached on disk: its compile (a few
-  seconds, once per process and ``func``) is reported in
-  ``stats["compile_seconds"]``.
+  takes ``func`` as a Numba first-class function, so it is compiled once per
+  argument types and cached on disk (:mod:`odeflow.solvers.compiled`): a new
+  process or Dask worker only compiles ``func`` itself, reported with the
+  cache load in ``stats["compile_seconds"]``.
 * A plain Python ``func``: a documented slower fallback, members solved one
   after another by :func:`odeflow.solve` in the calling thread (no
   parallelism: the GIL is held).
@@ -32,9 +33,10 @@ from __future__ import annotations
 import math
 import os
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
+import numba.extending
 import numpy as np
 
 from odeflow.errors import InputError, InputTypeError, ShapeError, SolverError
@@ -43,13 +45,15 @@ from odeflow.solvers import events as _events
 from odeflow.solvers.jumps import jumps_inside
 from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import is_jitted
+from odeflow.solvers.kernels import all_finite
+from odeflow.solvers.loop import adaptive_kernel as _adaptive, evaluate as _evaluate
 from odeflow.solvers.validate import as_state, as_times
 
 __all__ = ["solve_ensemble", "EnsembleSolution", "MAX_ARGS"]
 
 MAX_ARGS = 4  # per-member arguments func(t, y, a_1, ..., a_k) the compiled path supports
 
-_runners = weakref.WeakKeyDictionary()  # jitted func -> {(n_args, flat): compiled chunk runner}
+_runners = {}  # argument types -> the explicit-signature dispatcher of _run_chunk
 
 
 class EnsembleSolution:
@@ -89,80 +93,83 @@ _NAMES = {_loop.SUCCESS: "success", _loop.UNDERFLOW: "step_size_underflow",
           _loop.BAD_SIZE: "bad_output_size"}
 
 
-def _evaluator(func, n_args, flat):
-    """A jitted ``evaluate(t, y, ctx, out)`` for the loop, ``ctx = (shape, i, args)``.
-
-    The loop hands its ``shape`` argument through to ``evaluate`` untouched, so
-    the member index and the per-member arguments travel in it: ``func`` is
-    called as ``func(t, y, args[0][i], ..., args[k-1][i])``.
-    """
-    import numba
-
-    from odeflow.solvers.jit import OPTIONS
-
-    # one source per arity: Numba needs the call written out
-    calls = {0: "func(t, y)", 1: "func(t, y, a[0][i])", 2: "func(t, y, a[0][i], a[1][i])",
-             3: "func(t, y, a[0][i], a[1][i], a[2][i])", 4: "func(t, y, a[0][i], a[1][i], a[2][i], a[3][i])"}
-    reshape = "" if flat else "    y = y.reshape(shape)\n"
-    source = (f"def evaluate(t, y, ctx, out):\n    shape, i, a = ctx\n{reshape}"
-              f"    f = np.asarray({calls[n_args]})\n"
-              "    if f.size != out.shape[0]:\n        return False\n"
-              "    for k in range(out.shape[0]):\n        out[k] = f.flat[k]\n    return True\n")
-    scope = {"func": func, "np": np}
-    exec(compile(source, f"<odeflow.ensemble evaluate/{n_args}>", "exec"), scope)
-    return numba.njit(inline="always", **OPTIONS)(scope["evaluate"])
-
-
 def _no_events(t0, n, shape):
     """The adaptive loop's ``ev`` argument for a solve without event functions."""
     fns, terminal, direction = _events.as_events(None)
     return terminal, direction, _events.initial_values(fns, t0, np.zeros(n), shape), _events.SAMPLES_PER_STEP
 
 
-def _chunk_runner(func, n_args, flat):
-    """The compiled runner of members ``lo..hi-1`` for ``func`` (built once per func)."""
-    import numba
+def _member(args, i):
+    """``(args[0][i], ..., args[k-1][i])``: member ``i``'s arguments (compiled only)."""
+    raise NotImplementedError
 
+
+@numba.extending.overload(_member, inline="always")
+def _member_compiled(args, i):
+    k = len(args)  # one implementation per arity: Numba needs the tuple written out
+    if k == 0:
+        return lambda args, i: ()
+    if k == 1:
+        return lambda args, i: (args[0][i],)
+    if k == 2:
+        return lambda args, i: (args[0][i], args[1][i])
+    if k == 3:
+        return lambda args, i: (args[0][i], args[1][i], args[2][i])
+    return lambda args, i: (args[0][i], args[1][i], args[2][i], args[3][i])
+
+
+def _run_chunk(func, lo, hi, t_out, Y0, shape, args, rtol, atol, A, b, b_err, c, P, error_order, first_step,
+               max_step, max_steps, beta, stretch, b_err3, n_extra, stiff_bound, ev, jumps, min_step,
+               ys, status, rows, nfe, n_acc, n_rej, t_stop, h_stop):
+    """Members ``lo..hi-1``, each an ordinary compiled solve (compiled by :func:`_chunk_runner`)."""
+    n = Y0.shape[1]
+    for i in range(lo, hi):
+        y0 = Y0[i].copy()
+        f0 = np.empty(n, Y0.dtype)
+        fargs = _member(args, i)
+        nfe[i] = 1
+        t_stop[i] = t_out[0]
+        if not _evaluate(func, fargs, t_out[0], y0, shape, f0):
+            status[i] = _loop.BAD_SIZE
+            continue
+        if not all_finite(f0):
+            status[i] = _loop.NONFINITE
+            continue
+        out = _adaptive(func, fargs, t_out, y0, f0, shape, rtol, atol, A, b, b_err, c, P, error_order,
+                        first_step, max_step, max_steps, beta, stretch, False, b_err3, n_extra, stiff_bound,
+                        ev, jumps, min_step)
+        status[i] = out[0]
+        rows[i] = out[2]
+        ys[i, : out[2]] = out[1][: out[2]]
+        t_stop[i] = out[3]
+        h_stop[i] = out[4]
+        nfe[i] = out[6]
+        n_acc[i] = out[7]
+        n_rej[i] = out[8]
+
+
+def _chunk_runner(func, args, shape, fixed):
+    """``runner(lo, hi)`` running :func:`_run_chunk` compiled, with ``func`` a first-class function
+    argument: compiled once per argument types and cached on disk (see
+    :mod:`odeflow.solvers.compiled`), so a Dask worker or a new process only compiles ``func``.
+    Returns the runner and the seconds spent compiling or loading."""
+    from odeflow.solvers.compiled import function_type
     from odeflow.solvers.jit import OPTIONS
-    from odeflow.solvers.kernels import all_finite
 
-    cache = _runners.setdefault(func, {})
-    key = (n_args, flat)
-    if key in cache:
-        return cache[key]
-    evaluate = _evaluator(func, n_args, flat)
-    adaptive = numba.njit(**OPTIONS)(_loop.make_adaptive_loop(evaluate))
+    start = time.perf_counter()
+    n_before = len(func.overloads)
+    y_type = numba.types.Array(numba.from_dtype(fixed[1].dtype), len(shape), "C")
+    ftype, pointer = function_type(func, (numba.types.float64, y_type) + tuple(numba.typeof(a[0]) for a in args))
+    sig = (ftype, numba.types.int64, numba.types.int64) + tuple(numba.typeof(x) for x in fixed)
+    disp = _runners.get(sig)
+    fresh = disp is None
+    if fresh:
+        disp = _runners[sig] = numba.njit([sig], cache=True, **OPTIONS)(_run_chunk)
+    seconds = time.perf_counter() - start if fresh or len(func.overloads) > n_before else 0.0
 
-    def run(lo, hi, t_out, Y0, shape, args, rtol, atol, A, b, b_err, c, P, error_order, first_step,
-            max_step, max_steps, beta, stretch, b_err3, n_extra, stiff_bound, ev, jumps, min_step,
-            ys, status, rows, nfe, n_acc, n_rej, t_stop, h_stop):
-        n = Y0.shape[1]
-        for i in range(lo, hi):
-            y0 = Y0[i].copy()
-            f0 = np.empty(n, Y0.dtype)
-            ctx = (shape, i, args)
-            nfe[i] = 1
-            t_stop[i] = t_out[0]
-            if not evaluate(t_out[0], y0, ctx, f0):
-                status[i] = _loop.BAD_SIZE
-                continue
-            if not all_finite(f0):
-                status[i] = _loop.NONFINITE
-                continue
-            out = adaptive(t_out, y0, f0, ctx, rtol, atol, A, b, b_err, c, P, error_order, first_step,
-                           max_step, max_steps, beta, stretch, False, b_err3, n_extra, stiff_bound,
-                           ev, jumps, min_step)
-            status[i] = out[0]
-            rows[i] = out[2]
-            ys[i, : out[2]] = out[1][: out[2]]
-            t_stop[i] = out[3]
-            h_stop[i] = out[4]
-            nfe[i] = out[6]
-            n_acc[i] = out[7]
-            n_rej[i] = out[8]
-
-    runner = cache[key] = numba.njit(**OPTIONS)(run)
-    return runner
+    def runner(lo, hi):
+        disp(pointer, lo, hi, *fixed)
+    return runner, seconds
 
 
 def _check(func, y0s, t, args, method, rtol, atol, options, workers):
@@ -287,7 +294,6 @@ def _run_local(func, Y0, args, tab, method, t_arr, rtol_f, atol_f, opts, bounds,
     if not is_jitted(func):
         _run_python(func, Y0, args, t_arr, rtol_f, atol_f, method, opts, res)
         return res
-    runner = _chunk_runner(func, len(args), len(shape) == 1)
     beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
     from odeflow.solvers.integrate import DEFAULT_MAX_STEPS
     fixed = (t_arr, np.ascontiguousarray(Y0.reshape(members, n)), shape, args, rtol_f, atol_f, tab.A_arr,
@@ -297,18 +303,14 @@ def _run_local(func, Y0, args, tab, method, t_arr, rtol_f, atol_f, opts, bounds,
              tab.stiff_bound, _no_events(t_arr[0], n, shape), jumps_inside(opts.get("jump_t"), t_arr[0], t_arr[-1]),
              float(opts.get("min_step") or 0.0), res["ys"], res["status"],
              res["rows"], res["nfe"], res["n_acc"], res["n_rej"], res["t_stop"], res["h_stop"])
-    n_before = len(runner.overloads)
-    tick = time.perf_counter()
-    runner(bounds[0][0], bounds[0][0] + 1, *fixed)  # compiles on first use (one member)
-    if len(runner.overloads) > n_before:
-        res["compile_seconds"] = time.perf_counter() - tick
-    todo = [(bounds[0][0] + 1, bounds[0][1])] + bounds[1:]
+    runner, res["compile_seconds"] = _chunk_runner(func, args, shape, fixed)
+    todo = bounds
     if workers == 1 or len(todo) == 1:
         for lo, hi in todo:
-            runner(lo, hi, *fixed)
+            runner(lo, hi)
     else:  # the runner releases the GIL: these threads run on all cores at once
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(lambda b: runner(b[0], b[1], *fixed), todo))
+            list(pool.map(lambda b: runner(b[0], b[1]), todo))
     return res
 
 

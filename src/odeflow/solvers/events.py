@@ -100,9 +100,9 @@ def as_events(events):
 
 def _checked(fn, k):
     """``fn`` returning a finite float, or an InputError naming the event."""
-    def g(t, y):
+    def g(t, y, *fargs):
         try:
-            value = fn(t, y)
+            value = fn(t, y, *fargs)
         except OdeflowError:
             raise
         except Exception as exc:
@@ -123,14 +123,15 @@ def _checked(fn, k):
     return g
 
 
-def initial_values(fns, t0, y0, shape):
-    """``g_k(t0, y0)`` for every event, each checked (scalar, finite): float64 (E,)."""
-    return np.array([_checked(fn, k)(t0, y0.reshape(shape).copy()) for k, fn in enumerate(fns)],
+def initial_values(fns, t0, y0, shape, fargs=()):
+    """``g_k(t0, y0, *fargs)`` for every event, each checked (scalar, finite): float64 (E,)."""
+    return np.array([_checked(fn, k)(t0, y0.reshape(shape).copy(), *fargs) for k, fn in enumerate(fns)],
                     dtype=np.float64)
 
 
 def make_event_function(fns, jitted, flat=False):
-    """``g_one(k, t, y, shape) -> float``: event function ``k`` at the flat state ``y``.
+    """``g_one(k, t, y, shape, fargs) -> float``: event function ``k`` at the flat state ``y``,
+    called as ``g_k(t, y, *fargs)`` (the solve's ``args``).
 
     Python: each function checked (see :func:`initial_values`), on a copy of
     ``y`` (the sampling buffer is reused). Jitted (every ``fns[k]`` an ``@njit``
@@ -140,8 +141,8 @@ def make_event_function(fns, jitted, flat=False):
     if not jitted:
         checked = [_checked(fn, k) for k, fn in enumerate(fns)]
 
-        def g_one(k, t, y, shape):
-            return checked[k](t, y.reshape(shape).copy())
+        def g_one(k, t, y, shape, fargs):
+            return checked[k](t, y.reshape(shape).copy(), *fargs)
         return g_one
 
     import numba  # only here: `import odeflow` must not import numba
@@ -156,7 +157,7 @@ def make_event_function(fns, jitted, flat=False):
     return g_one
 
 
-def _zero(k, t, y, shape):
+def _zero(k, t, y, shape, fargs):
     return 0.0
 
 
@@ -164,27 +165,27 @@ def _link(fn, idx, rest, flat, numba, options):
     """One link of the jitted chain: event ``idx`` here, the others in ``rest``."""
     if rest is None:
         if flat:
-            def g(k, t, y, shape):
-                return float(fn(t, y))
+            def g(k, t, y, shape, fargs):
+                return float(fn(t, y, *fargs))
         else:
-            def g(k, t, y, shape):
-                return float(fn(t, y.reshape(shape)))
+            def g(k, t, y, shape, fargs):
+                return float(fn(t, y.reshape(shape), *fargs))
     elif flat:
-        def g(k, t, y, shape):
+        def g(k, t, y, shape, fargs):
             if k == idx:
-                return float(fn(t, y))
-            return rest(k, t, y, shape)
+                return float(fn(t, y, *fargs))
+            return rest(k, t, y, shape, fargs)
     else:
-        def g(k, t, y, shape):
+        def g(k, t, y, shape, fargs):
             if k == idx:
-                return float(fn(t, y.reshape(shape)))
-            return rest(k, t, y, shape)
+                return float(fn(t, y.reshape(shape), *fargs))
+            return rest(k, t, y, shape, fargs)
     return numba.njit(inline="always", **options)(g)
 
 
 @kernel(inline=True)
 def no_event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
-                  roots, work, w, ev_t, ev_k, ev_y, n_found):
+                  roots, work, w, ev_t, ev_k, ev_y, n_found, fargs):
     """The event step when there are no events (the loop then never calls it)."""
     return n_found, NONE
 
@@ -212,7 +213,7 @@ def make_event_step(g_one, jitted):
         return work
 
     @call
-    def refine(k, a, ga, b, gb, t, h, t_new, y, K, P, y_end, shape, work, w):
+    def refine(k, a, ga, b, gb, t, h, t_new, y, K, P, y_end, shape, work, w, fargs):
         """Root of ``g_k`` in the bracket ``[a, b]`` (``ga``, ``gb`` of opposite signs).
 
         Anderson–Björck regula falsi: ``c`` is the secant point of the bracket;
@@ -237,7 +238,7 @@ def make_event_step(g_one, jitted):
                 c = 0.5 * (a + b)
                 if c == a or c == b:
                     break
-            gc = g_one(k, c, state_at(c, t, h, t_new, y, K, P, y_end, work, w), shape)
+            gc = g_one(k, c, state_at(c, t, h, t_new, y, K, P, y_end, work, w), shape, fargs)
             if not math.isfinite(gc):
                 return np.nan
             if gc == 0.0:
@@ -255,7 +256,7 @@ def make_event_step(g_one, jitted):
 
     @call
     def event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
-                   roots, work, w, ev_t, ev_k, ev_y, n_found):
+                   roots, work, w, ev_t, ev_k, ev_y, n_found, fargs):
         """Find, record and count the events of the accepted step ``[t, t_new]``.
 
         ``y`` (n,), ``K``, ``P``: the step's start and interpolation data (as
@@ -282,7 +283,7 @@ def make_event_step(g_one, jitted):
             found = False
             state = state_at(t_b, t, h, t_new, y, K, P, y_end, work, w)
             for k in range(n_ev):
-                gb = g_one(k, t_b, state, shape)
+                gb = g_one(k, t_b, state, shape, fargs)
                 if not math.isfinite(gb):
                     return n_found, -(k + 2)
                 g_right[k] = gb
@@ -291,7 +292,7 @@ def make_event_step(g_one, jitted):
                 if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
                     if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
                         root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
-                                                            y_end, shape, work, w)
+                                                            y_end, shape, work, w, fargs)
                         if not math.isfinite(root):
                             return n_found, -(k + 2)
                         roots[k] = root

@@ -8,9 +8,7 @@ exception of :mod:`odeflow.errors`.
 from __future__ import annotations
 
 import time
-import weakref
 
-import numba
 import numpy as np
 
 from odeflow.blas import limit_blas
@@ -20,7 +18,7 @@ from odeflow.errors import (
 from odeflow.solvers import events as _events
 from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import CONTROLLERS
-from odeflow.solvers.jit import OPTIONS, is_jitted
+from odeflow.solvers.jit import is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.stiffness import explain
@@ -43,43 +41,30 @@ STATUS = {
     _loop.MIN_STEP: ("step_size_underflow", StepSizeUnderflowError),
 }
 
-# per jitted func: the loops compiled with func closed over, built on first use
-_compiled = weakref.WeakKeyDictionary()
-_FACTORIES = {"adaptive": _loop.make_adaptive_loop, "fixed": _loop.make_fixed_loop}
+_LOOPS = {"adaptive": _loop.adaptive_loop, "fixed": _loop.fixed_loop}
 
 
-def _run(kind, func, args, shape, events=()):
+def _run(kind, func, fargs, inplace, args, shape, events=(), jitted=None):
     """Run the ``kind`` loop as Python, or compiled whole when ``func`` and every
-    event function are jitted.
+    event function are jitted (:mod:`odeflow.solvers.compiled`).
 
     Returns the loop's tuple and the seconds spent compiling (0.0 if none).
     """
-    if not (is_jitted(func) and _events.is_compiled(events)):
+    if jitted is None:
+        jitted = is_jitted(func)
+    if not (jitted and (not events or _events.is_compiled(events))):
         step = (_events.make_event_step(_events.make_event_function(events, jitted=False), jitted=False)
                 if events else _events.no_event_step)
-        return _FACTORIES[kind](_loop.make_evaluator(_checked(func, shape), jitted=False), step)(*args), 0.0
-    loops = _compiled.get(func)
-    if loops is None:
-        loops = _compiled[func] = {}
-    key = (kind, len(shape) == 1, tuple(events))
-    runner = loops.get(key)
-    if runner is None:
-        step = _events.no_event_step
-        if events:
-            step = _events.make_event_step(
-                _events.make_event_function(events, jitted=True, flat=key[1]), jitted=True)
-        runner = loops[key] = numba.njit(**OPTIONS)(
-            _FACTORIES[kind](_loop.make_evaluator(func, jitted=True, flat=key[1]), step))
-    n_before = len(runner.overloads)
-    start = time.perf_counter()
+        f = func if inplace else _checked(func, shape)
+        loop = _loop.variant(_LOOPS[kind], _loop.python_evaluator(inplace), step)
+        return loop(f, fargs, *args), 0.0
+    from odeflow.solvers.compiled import run_compiled
     try:
-        out = runner(*args)
+        return run_compiled(kind, func, fargs, inplace, args, tuple(events), flat=len(shape) == 1)
     except SystemError as exc:  # Ctrl-C during the nopython loop trips Numba's boxing of the result
         if _caused_by(exc, KeyboardInterrupt):
             raise KeyboardInterrupt from None
         raise
-    seconds = time.perf_counter() - start if len(runner.overloads) > n_before else 0.0
-    return out, seconds
 
 
 def _caused_by(exc, kind) -> bool:
@@ -94,8 +79,8 @@ def _checked(func, shape):
     Only for Python functions (a check costs about a microsecond); the first
     evaluation is checked separately, before the loop, by :func:`first_derivative`.
     """
-    def checked(t, y):
-        out = np.asarray(func(t, y))
+    def checked(t, y, *fargs):
+        out = np.asarray(func(t, y, *fargs))
         if out.dtype.kind not in "biuf":
             raise InputTypeError(f"`func` must return real numbers; at t = {float(t)!r} it returned "
                                  f"dtype {out.dtype}")
@@ -106,9 +91,15 @@ def _checked(func, shape):
     return checked
 
 
-def first_derivative(func, t0, y0, shape):
-    """``func(t0, y0)`` flattened, with its shape checked against ``y0``."""
-    f0 = derivative_array(func(t0, y0.reshape(shape))).astype(y0.dtype, copy=False)
+def first_derivative(func, t0, y0, shape, fargs=(), inplace=False):
+    """``func(t0, y0, *fargs)`` flattened, with its shape checked against ``y0``; with
+    ``inplace``, ``func(t0, y0, dydt, *fargs)`` writing ``dydt`` (NaN where it writes nothing,
+    so an entry left unwritten is a non-finite derivative, not garbage)."""
+    if inplace:
+        f0 = np.full(y0.size, np.nan, y0.dtype)
+        func(t0, y0.reshape(shape), f0.reshape(shape), *fargs)
+        return f0
+    f0 = derivative_array(func(t0, y0.reshape(shape), *fargs)).astype(y0.dtype, copy=False)
     if f0.shape != shape:
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; "
                          f"func(t0, y0) returned shape {f0.shape}")
@@ -122,15 +113,21 @@ def method_kind(method):
     return "adaptive" if TABLEAUX[method].adaptive else "fixed"
 
 
-def prepare(func, y0, t, rtol, atol, method, options):
+def prepare(func, y0, t, rtol, atol, method, options, args=(), inplace=False):
     """Check every argument (before any evaluation); return ``(tableau, y0, t, rtol, atol, options)``
     with ``y0`` an ndarray copy, ``t`` float64 and the tolerances flat float64 arrays."""
     if not callable(func):
         raise InputTypeError(f"`func` must be callable as func(t, y); got {type(func).__name__}")
+    check_args(args)
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise InputTypeError(f"`inplace` must be True or False; got {inplace!r}")
     if not isinstance(method, str) or method not in METHODS:
         raise InputError(f"`method` must be one of {', '.join(METHODS)}; got {method!r}")
     tab = TABLEAUX.get(method)  # None for radau (implicit)
     y0 = as_state(y0)
+    if is_jitted(func) and not func._can_compile:  # explicit signatures only
+        from odeflow.solvers.compiled import check_signature, func_argtypes
+        check_signature(func, func_argtypes(y0, args, inplace), y0, inplace)
     t = as_times(t)
     opts = check_options(options, method_kind(method), method)
     check_step_resolution(opts, t[0])
@@ -142,15 +139,18 @@ def prepare(func, y0, t, rtol, atol, method, options):
 
 
 def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, dense_output=True,
-          batch_axis=None, events=None):
-    """Solve ``dy/dt = func(t, y)``, ``y(t[0]) = y0``, and keep the dense interpolant.
+          batch_axis=None, events=None, args=(), inplace=False):
+    """Solve ``dy/dt = func(t, y, *args)``, ``y(t[0]) = y0``, and keep the dense interpolant.
 
     Parameters
     ----------
-    func : callable ``func(t, y) -> dy/dt``
+    func : callable ``func(t, y, *args) -> dy/dt``, or with ``inplace`` ``func(t, y, dydt, *args)``
         ``t`` a float, ``y`` an ndarray of ``y0``'s shape and dtype; returns an
-        array of the same shape. A Numba ``@njit`` function makes the whole
-        solve run compiled (see :mod:`odeflow.solvers.loop`).
+        array of the same shape (or, in place, writes it into ``dydt``, an
+        ndarray of that shape and dtype, and returns nothing). A Numba
+        ``@njit`` function makes the whole solve run compiled, compiled once
+        per argument types and cached on disk (see :mod:`odeflow.solvers.compiled`;
+        ``stats["compile_seconds"]`` reports the time a solve spent compiling).
     y0 : array_like, any shape (e.g. ``(batch, dim)``)
         Initial state. float64 and float32 are kept; integers become float64.
     t : array_like of float, shape (m,)
@@ -204,7 +204,17 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
         event ends the solve there: ``status == "event"``, and only the output
         times up to the event are returned. With an ``@njit`` ``func`` and
         ``@njit`` event functions the events are located inside the compiled
-        loop.
+        loop. Event functions get the same ``args``: ``g(t, y, *args)``.
+    args : tuple, default ()
+        Extra arguments of ``func`` and the event functions (scipy's
+        ``solve_ivp(args=...)`` and diffrax's ``args`` meaning): a parameter
+        sweep passes new values without rebuilding a closure, and an ``@njit``
+        ``func`` is compiled once for all values of the same types.
+    inplace : bool, default False
+        ``func`` writes ``dy/dt`` into its third argument instead of returning
+        it (``func(t, y, dydt, *args)``, as Numba-compiled right-hand sides of
+        the Fortran codes do): no array is allocated per evaluation. Every entry
+        of ``dydt`` must be written.
 
     Returns
     -------
@@ -218,7 +228,9 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
     Raises
     ------
     InputTypeError, InputError, ShapeError
-        Bad arguments (before any evaluation of ``func``), or ``func`` returning
+        Bad arguments (before any evaluation of ``func``; among them ``args``
+        not a tuple, or an ``@njit`` ``func`` whose explicit signature does not
+        take ``y0``'s dtype and ndim), or ``func`` returning
         the wrong shape at the first evaluation; an event function that raises
         or returns a non-scalar or non-finite value (named by index and name).
     StepSizeUnderflowError, MaxStepsExceededError, NonFiniteDerivativeError
@@ -237,13 +249,15 @@ def solve(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, d
             raise InputError("`events` cannot be combined with `batch_axis` (per-sample stepping); "
                              "solve the samples separately, or without batch_axis")
         from odeflow.solvers.batch import solve_batch
-        return solve_batch(func, y0, t, batch_axis, rtol=rtol, atol=atol, method=method, options=options)
-    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output), events=events)
+        return solve_batch(bound(func, args, inplace), y0, t, batch_axis, rtol=rtol, atol=atol, method=method,
+                           options=options)
+    return _solve(func, y0, t, rtol, atol, method, options, store=bool(dense_output), events=events,
+                  args=args, inplace=inplace)
 
 
 def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, batch_axis=None,
-           events=None):
-    """Solve ``dy/dt = func(t, y)`` and return ``y`` at the times ``t``.
+           events=None, args=(), inplace=False):
+    """Solve ``dy/dt = func(t, y, *args)`` and return ``y`` at the times ``t``.
 
     Same arguments and errors as :func:`solve`; returns only the array of shape
     ``(len(t), *y0.shape)`` (torchdiffeq's convention) and keeps no step record.
@@ -254,8 +268,33 @@ def odeint(func, y0, t, *, rtol=1e-7, atol=1e-9, method="dopri5", options=None, 
     refuse_events(events)
     if batch_axis is not None:
         return solve(func, y0, t, rtol=rtol, atol=atol, method=method, options=options,
-                     batch_axis=batch_axis).y
-    return _solve(func, y0, t, rtol, atol, method, options, store=False).y
+                     batch_axis=batch_axis, args=args, inplace=inplace).y
+    return _solve(func, y0, t, rtol, atol, method, options, store=False, args=args, inplace=inplace).y
+
+
+def check_args(args, name="args"):
+    """``args`` must be a tuple (``func(t, y, *args)``): InputTypeError naming it otherwise
+    (a bare value such as ``args=(k)`` is the usual slip)."""
+    if not isinstance(args, tuple):
+        raise InputTypeError(f"`{name}` must be a tuple of extra arguments, func(t, y, *{name}); got "
+                             f"{type(args).__name__} {args!r:.80}" + (" (write (k,) for one argument)"
+                                                                      if not isinstance(args, list) else ""))
+
+
+def bound(func, args, inplace):
+    """``func`` as an out-of-place ``f(t, y)`` with ``args`` bound (a Python closure), for the
+    code paths that call ``func`` from Python only (per-sample stepping, radau)."""
+    if not args and not inplace:
+        return func
+    if not inplace:
+        def f(t, y):
+            return func(t, y, *args)
+    else:
+        def f(t, y):
+            out = np.full(np.shape(y), np.nan, np.asarray(y).dtype)
+            func(t, y, out, *args)
+            return out
+    return f
 
 
 def refuse_events(events):
@@ -268,14 +307,14 @@ def refuse_events(events):
 
 
 @limit_blas  # BLAS at one thread inside the solve of a Python func (odeflow.blas)
-def _solve(func, y0, t, rtol, atol, method, options, store, events=None):
-    tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options)
+def _solve(func, y0, t, rtol, atol, method, options, store, events=None, args=(), inplace=False):
+    tab, y0, t, rtol, atol, opts = prepare(func, y0, t, rtol, atol, method, options, args, inplace)
     u, index = distinct_times(t)
     if index is None:
-        return _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events)
+        return _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events, args, inplace)
     try:  # repeated times: solve on the distinct ones, then copy rows
-        return expand_rows(_solve_distinct(func, tab, y0, u, rtol, atol, method, opts, store, events),
-                           t, index)
+        return expand_rows(_solve_distinct(func, tab, y0, u, rtol, atol, method, opts, store, events, args,
+                                           inplace), t, index)
     except SolverError as exc:
         if exc.solution is not None:
             expand_rows(exc.solution, t, index)
@@ -290,7 +329,7 @@ def expand_rows(sol, t, index):
     return sol
 
 
-def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
+def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events, fargs=(), inplace=False):
     ev_fns, ev_terminal, ev_direction = _events.as_events(events)
     if tab is None and ev_fns:
         raise InputError("`events` are not supported by method='radau' yet; use an explicit method "
@@ -314,7 +353,11 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
                         "empty state: nothing to integrate", method=method, t_span=(t[0], t[-1]),
                         events=no_events,
                         record=("nodes", t.copy(), np.empty((t.size, 0), y0.dtype)))
-    f0 = first_derivative(func, t[0], flat, shape)
+    jitted = is_jitted(func)
+    n_compiled = len(func.overloads) if jitted else 0
+    start = time.perf_counter()
+    f0 = first_derivative(func, t[0], flat, shape, fargs, inplace)
+    seconds_f0 = time.perf_counter() - start if jitted and len(func.overloads) > n_compiled else 0.0
     if not all_finite(f0):
         sol = Solution(t[:1].copy(), y0[None].copy(), dict(stats, nfe=1), "nonfinite_derivative",
                        "func(t0, y0) is not finite", method=method, t_span=(t[0], t[0]),
@@ -322,10 +365,11 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
         raise NonFiniteDerivativeError(
             f"{method}: func(t0, y0) returned non-finite values at t = {float(t[0])!r}; nothing can be "
             f"integrated from there", t=t[0], h=0.0, solution=sol)
-    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape),
+    ev = (ev_terminal, ev_direction, _events.initial_values(ev_fns, t[0], flat, shape, fargs),
           int(opts.get("event_samples") or _events.SAMPLES_PER_STEP))
     if tab is None:
-        stats, record, hint, out, seconds = _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store)
+        stats, record, hint, out, seconds = _radau_stats(_radau_func(func, fargs, inplace), t, flat, f0, shape,
+                                                         rtol, atol, opts, store)
         status, ys, rows, t_stop, h, y_stop = out[:6]
         ys, y_stop = ys.astype(y0.dtype, copy=False), y_stop.astype(y0.dtype, copy=False)
         ev_t, ev_k, ev_y, ev_code = np.empty(0), np.empty(0, np.int64), np.empty((0, flat.size)), _loop.NO_EVENT
@@ -336,7 +380,7 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
                 tab.P_arr, tab.error_order, float(opts.get("first_step") or 0.0), max_step,
                 max_steps, beta, stretch, store, tab.b_err3_arr, tab.n_extra, tab.stiff_bound,
                 ev, jumps, float(opts.get("min_step") or 0.0))
-        out, seconds = _run("adaptive", func, args, shape, ev_fns)
+        out, seconds = _run("adaptive", func, fargs, inplace, args, shape, ev_fns, jitted)
         status, ys, rows, t_stop, h, y_stop, nfe, n_acc, n_rej, rec_t, rec_h, rec_y, rec_Q = out[:13]
         stiff_at = None if np.isnan(out[13]) else float(out[13])
         ev_t, ev_k, ev_y, ev_code = out[15:]
@@ -347,15 +391,15 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
         record = ("dense", rec_t, rec_h, rec_y, rec_Q, y_stop) if store else None
     else:
         args = (grid, is_output, is_jump, flat, f0, shape, tab.A_arr, tab.b_arr, tab.c_arr, store, ev)
-        out, seconds = _run("fixed", func, args, shape, ev_fns)
+        out, seconds = _run("fixed", func, fargs, inplace, args, shape, ev_fns, jitted)
         status, ys, rows, t_stop, h, nfe, n_steps, rec_y, ev_t, ev_k, ev_y, ev_code = out
         stats = {"nfe": nfe, "n_steps": n_steps, "n_accepted": n_steps, "n_rejected": 0}
         hint = ""
         record = ("nodes", grid[: n_steps + 1], rec_y[: n_steps + 1]) if store else None
         if store and status == _loop.EVENT:  # the last node is the event, inside the last step
             record = ("nodes", np.append(grid[:n_steps], t_stop), np.concatenate([rec_y[:n_steps], ev_y[-1:]]))
-    if seconds:
-        stats["compile_seconds"] = seconds
+    if seconds or seconds_f0:
+        stats["compile_seconds"] = seconds + seconds_f0
     if status == _loop.BAD_SIZE:  # only a jitted func gets here: Python ones are checked per call
         raise ShapeError(f"`func` must return dy/dt with the shape of `y0` {shape}; in the step "
                          f"starting at t = {float(t_stop)!r} it returned an array of a different size")
@@ -378,6 +422,45 @@ def _solve_distinct(func, tab, y0, t, rtol, atol, method, opts, store, events):
     if error is not None:
         raise error(message, t=t_stop, h=h, solution=sol)
     return sol
+
+
+def _radau_func(func, fargs, inplace):
+    """``func`` for :mod:`odeflow.solvers.radau`, which calls ``func(t, y)``: ``args`` bound and
+    an in-place ``func`` wrapped; for an ``@njit`` ``func`` the wrapper is jitted too, so radau
+    still runs compiled (compiled again for new ``args`` values: radau's loop closes over ``func``)."""
+    if not fargs and not inplace:
+        return func
+    if not is_jitted(func):
+        return bound(func, fargs, inplace)
+    import numba
+
+    from odeflow.solvers.jit import OPTIONS
+    key = (func, fargs, inplace)
+    wrapped = _radau_wrapped.get(key) if _hashable(fargs) else None
+    if wrapped is None:
+        if inplace:
+            def wrapped(t, y):
+                out = np.empty_like(y)
+                func(t, y, out, *fargs)
+                return out
+        else:
+            def wrapped(t, y):
+                return func(t, y, *fargs)
+        wrapped = numba.njit(**OPTIONS)(wrapped)
+        if _hashable(fargs):
+            _radau_wrapped[key] = wrapped
+    return wrapped
+
+
+_radau_wrapped = {}
+
+
+def _hashable(value):
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _radau_stats(func, t, flat, f0, shape, rtol, atol, opts, store):

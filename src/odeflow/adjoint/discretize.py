@@ -110,7 +110,7 @@ class _Failure(Exception):
 
 
 def _adaptive(func, tab, t_out, y, k0, rtol, atol, opts, counts):
-    """The adaptive loop of :func:`odeflow.solvers.loop.make_adaptive_loop` on Tensors.
+    """The adaptive loop of :func:`odeflow.solvers.loop.adaptive_loop` on Tensors.
 
     Returns the outputs as a list of Tensors with a leading axis (one piece
     per step that holds outputs); ``counts`` receives nfe and step counts.

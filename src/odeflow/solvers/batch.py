@@ -217,7 +217,7 @@ def _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, reject
     """Start every running sample's next attempt; return the rows that attempt one.
 
     Per sample this is the head of the loop of
-    :func:`odeflow.solvers.loop.make_adaptive_loop`: at a new step the step
+    :func:`odeflow.solvers.loop.adaptive_loop`: at a new step the step
     bounds are taken at ``t``; then underflow and ``max_steps`` end the sample.
     """
     rows = np.empty(t.shape[0], np.int64)
@@ -268,7 +268,7 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
 
     ``Y1[r]`` is the last stage state (the new solution of an FSAL pair) of
     sample ``rows[r]``. The tail of the loop of
-    :func:`odeflow.solvers.loop.make_adaptive_loop`, row by row.
+    :func:`odeflow.solvers.loop.adaptive_loop`, row by row.
     """
     s = K.shape[1]
     m = t_out.shape[1]

@@ -291,7 +291,7 @@ def make_radau_loop(evaluate, jacobian, jitted=False):
     def radau_loop(t_out, y0, f0, shape, rtol, atol, first_step, max_step, max_steps, store):
         """Integrate with Radau IIA from ``t_out[0]`` with outputs at ``t_out``.
 
-        Arguments as :func:`odeflow.solvers.loop.make_adaptive_loop`'s (``y0``
+        Arguments as :func:`odeflow.solvers.loop.adaptive_loop`'s (``y0``
         float64 here). Returns ``(status, ys, rows_done, t, h, y, nfe, n_accepted,
         n_rejected, rec_t, rec_h, rec_y, rec_Q, njev, nlu, n_newton_fail,
         newton_failed_last)``.

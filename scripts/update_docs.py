@@ -27,6 +27,9 @@ Usage::
     python scripts/update_docs.py --train-cnf odeflow-out/cnf/results.json \\
         --train-latent-ode seed0/results.json seed1/results.json
 
+    python scripts/study_odenet_gradients.py > g.jsonl
+    python scripts/update_docs.py --study-odenet-gradients g.jsonl --files docs/odenet.md
+
     python scripts/bench_batch.py > batch.jsonl
     python scripts/update_docs.py --bench-batch batch.jsonl --files docs/batching.md
 
@@ -62,7 +65,7 @@ SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl",
            "bench-batch": "bench_batch.jsonl", "bench-memory-odenet": "bench_memory_odenet.jsonl",
            "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl",
-           "bench-odenet": "bench_odenet.jsonl"}
+           "bench-odenet": "bench_odenet.jsonl", "study-odenet-gradients": "study_odenet_gradients.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -506,6 +509,20 @@ def render_autodiff_speed(rows):
     return text
 
 
+def render_odenet_gradients(rows):
+    """docs/odenet.md §2 from scripts/study_odenet_gradients.py: directional derivatives per tolerance."""
+    ref = next(r for r in rows if "reference" in r)
+    tols = sorted({r["rtol"] for r in rows if "mode" in r}, reverse=True)
+    cell = {(r["mode"], r["rtol"]): r for r in rows if "mode" in r}
+    out = []
+    for tol in tols:
+        out.append([f"{tol:g}"] + [f"{cell[(m, tol)]['directional_derivative']:.5f} ({100 * cell[(m, tol)]['relative_error']:.3f} % off)"
+                                   if (m, tol) in cell else "" for m in ("backprop", "adjoint")])
+    return (_table(["rtol = atol", "backprop through dopri5", "adjoint (backsolve)"], out)
+            + f"\nReference, central differences of dopri5 solves at rtol = atol = {ref['rtol']:g} "
+              f"(step {ref['step']:g}): {ref['directional_derivative']:.5f}.\n")
+
+
 def render_regularisation(rows):
     """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
     arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
@@ -588,6 +605,7 @@ TABLES = {
     "events-speed": ("bench-events", render_events_speed),
     "autodiff-speed": ("bench-autodiff", render_autodiff_speed),
     "odenet-speed": ("bench-odenet", render_odenet_speed),
+    "odenet-gradients": ("study-odenet-gradients", render_odenet_gradients),
 }
 
 

@@ -65,7 +65,8 @@ SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "train-latent-ode": "train_latent_ode-*.json", "study-regularisation": "study_regularisation.jsonl",
            "bench-batch": "bench_batch.jsonl", "bench-memory-odenet": "bench_memory_odenet.jsonl",
            "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl",
-           "bench-odenet": "bench_odenet.jsonl", "study-odenet-gradients": "study_odenet_gradients.jsonl"}
+           "bench-odenet": "bench_odenet.jsonl", "study-odenet-gradients": "study_odenet_gradients.jsonl",
+           "bench-latent-step": "bench_latent_step.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -523,6 +524,26 @@ def render_odenet_gradients(rows):
               f"(step {ref['step']:g}): {ref['directional_derivative']:.5f}.\n")
 
 
+def render_latent_step(rows):
+    """docs/latent_ode.md §5 from scripts/bench_latent_step.py: one training step per grid and gradient."""
+    out = []
+    for r in rows:
+        if "grid" not in r:
+            continue
+        backward = (r["nfe_backward"] * r["batch"] if "nfe_backward" in r
+                    else r.get("sample_evaluations_backward", "-"))
+        out.append([str(r["n_obs"]), r["grid"].replace("_", "-"), r["gradient"], f"{r['seconds']:.3f}",
+                    str(r["n_times"]), str(r["sample_evaluations_forward"]), str(backward)])
+    loads = [r["load_average"][0] for r in rows if "load_average" in r]
+    text = _table(["observations per spiral", "time grid", "gradient", "s per step (median)",
+                   "output times per series' solve", "forward sample-evaluations",
+                   "backward sample-evaluations"], out)
+    if loads:
+        text += (f"\nbatch of {rows[1]['batch']} spirals, one BLAS thread; 1-minute load average "
+                 f"{min(loads):.1f}-{max(loads):.1f} from other jobs (wall times inflated; counts exact).\n")
+    return text
+
+
 def render_regularisation(rows):
     """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
     arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
@@ -606,6 +627,7 @@ TABLES = {
     "autodiff-speed": ("bench-autodiff", render_autodiff_speed),
     "odenet-speed": ("bench-odenet", render_odenet_speed),
     "odenet-gradients": ("study-odenet-gradients", render_odenet_gradients),
+    "latent-step": ("bench-latent-step", render_latent_step),
 }
 
 

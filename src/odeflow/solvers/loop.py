@@ -151,6 +151,15 @@ def _grow(arr, cap):
 
 
 @kernel
+def grow_record(rec_t, rec_h, rec_y, rec_Q, n_acc):
+    """The step record for dense output, doubled when row ``n_acc`` does not fit (else as it is)."""
+    if n_acc >= rec_t.shape[0]:
+        cap = 2 * rec_t.shape[0]
+        return _grow(rec_t, cap), _grow(rec_h, cap), _grow(rec_y, cap), _grow(rec_Q, cap)
+    return rec_t, rec_h, rec_y, rec_Q
+
+
+@kernel
 def _event_buffers(ev, y0, s):
     """Counters, scratch and an empty record for the events ``ev = (terminal, direction, g0, samples)``
     of a method with ``s`` stages."""
@@ -330,12 +339,7 @@ def adaptive_loop(func, fargs, t_out, y0, f0, shape, rtol, atol, A, b, b_err, c,
                         dense_eval(y, h, K, P, (t_out[j] - t) / h, ys[j])
                     j += 1
                 if store:
-                    if n_acc >= rec_t.shape[0]:
-                        cap = 2 * rec_t.shape[0]
-                        rec_t = _grow(rec_t, cap)
-                        rec_h = _grow(rec_h, cap)
-                        rec_y = _grow(rec_y, cap)
-                        rec_Q = _grow(rec_Q, cap)
+                    rec_t, rec_h, rec_y, rec_Q = grow_record(rec_t, rec_h, rec_y, rec_Q, n_acc)
                     rec_t[n_acc] = t
                     rec_h[n_acc] = h
                     rec_y[n_acc] = y

@@ -56,7 +56,7 @@ from odeflow.errors import InputError, ShapeError
 from odeflow.solvers.controller import initial_guess, initial_step, min_step_at, next_attempt
 from odeflow.solvers.jit import is_jitted, kernel
 from odeflow.solvers.kernels import all_finite, scaled_rms
-from odeflow.solvers.loop import BAD_SIZE, MAX_STEPS, NONFINITE, SUCCESS, UNDERFLOW, _grow
+from odeflow.solvers.loop import BAD_SIZE, MAX_STEPS, NONFINITE, SUCCESS, UNDERFLOW, grow_record
 
 __all__ = ["C", "A", "MU_REAL", "MU_COMPLEX", "T", "TI", "E", "P", "NEWTON_MAXITER",
            "lu_factor", "lu_solve", "newton", "make_radau_loop", "BAD_JAC", "JAC_NONFINITE"]
@@ -512,12 +512,7 @@ def make_radau_loop(evaluate, jacobian, jitted=False):
                     dense_eval_cubic(y, h, Q, (t_out[j] - t) / h, ys[j])
                 j += 1
             if store:
-                if n_acc >= rec_t.shape[0]:
-                    cap = 2 * rec_t.shape[0]
-                    rec_t = _grow(rec_t, cap)
-                    rec_h = _grow(rec_h, cap)
-                    rec_y = _grow(rec_y, cap)
-                    rec_Q = _grow(rec_Q, cap)
+                rec_t, rec_h, rec_y, rec_Q = grow_record(rec_t, rec_h, rec_y, rec_Q, n_acc)
                 rec_t[n_acc] = t
                 rec_h[n_acc] = h
                 rec_y[n_acc] = y

@@ -471,7 +471,7 @@ def render_odenet_memory(rows):
     text = _table(["solver steps n"] + [str(n) for n in steps], out)
     fits = next((r["summary"] for r in rows if "summary" in r), None)
     if fits:
-        text += ("\nFitted slopes: " + "; ".join(f"{label.get(k, k).split(',')[0]} {v['mib_per_step']:.2f} MiB per "
+        text += ("\nFitted slopes: " + "; ".join(f"{label.get(k, k).split(',')[0]} {v['mib_per_step']:.3f} MiB per "
                                               f"step" for k, v in fits.items()) + ".\n")
     return text
 

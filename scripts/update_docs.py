@@ -250,8 +250,11 @@ def render_latent_table2(runs):
                      f"{paper[n_obs]:.4f}" if n_obs in paper else "-",
                      f"{show(ode, 'extrapolation_rmse_50', '.3f')} / {show(rnn, 'extrapolation_rmse_50', '.3f')}",
                      f"{show(ode, 'train_seconds', '.0f')} / {show(rnn, 'train_seconds', '.0f')}"])
-    return _table(["observations per spiral", "latent ODE", "RNN baseline", "paper, latent ODE",
+    text = _table(["observations per spiral", "latent ODE", "RNN baseline", "paper, latent ODE",
                    "extrapolation, 50 points (ODE / RNN)", "training s (ODE / RNN)"], rows)
+    if "total_seconds" in first:
+        text += f"\nThe whole command took {first['total_seconds']:.0f} s of wall time.\n"
+    return text
 
 
 def render_latent_hare_lynx(runs):

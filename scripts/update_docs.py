@@ -221,7 +221,9 @@ def render_cnf_traces(train):
 
 
 def render_cnf_matching(train):
-    results = train["matching"]
+    results = train.get("matching")
+    if results is None:  # a run of --task ml only (or one stopped before the grid finished)
+        return None
     targets = list(dict.fromkeys(r["target"] for r in results))
     ks = sorted({r["k"] for r in results})
     rows = []

@@ -66,7 +66,7 @@ SOURCES = {"demo": "demo.json", "bench-solvers": "bench_solvers.jsonl",
            "bench-batch": "bench_batch.jsonl", "bench-memory-odenet": "bench_memory_odenet.jsonl",
            "bench-events": "bench_events.jsonl", "bench-autodiff": "bench_autodiff.jsonl",
            "bench-odenet": "bench_odenet.jsonl", "study-odenet-gradients": "study_odenet_gradients.jsonl",
-           "bench-latent-step": "bench_latent_step.jsonl"}
+           "bench-latent-step": "bench_latent_step.jsonl", "bench-ensemble": "bench_ensemble.jsonl"}
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -549,6 +549,45 @@ def render_latent_step(rows):
     return text
 
 
+def render_bench_ensemble(rows):
+    """docs/batching.md §3 from scripts/bench_ensemble.py: serial vs threads vs peers vs Dask."""
+    by = {r["name"]: r for r in rows if "name" in r}
+    out = []
+    if "serial_compiled" in by:
+        r = by["serial_compiled"]
+        out.append(["serial compiled loop (workers=1)", f"{r['seconds']:.3f}", "1.00x", f"{r['cpu_per_wall']:.2f}", ""])
+    if "ensemble_threads" in by:
+        r = by["ensemble_threads"]
+        out.append([f"solve_ensemble, {r['workers']} threads", f"{r['seconds']:.3f}", f"**{r['speedup']:.2f}x**",
+                    f"{r['cpu_per_wall']:.2f}", "identical to serial" if r.get("identical_to_serial") else "DIFFERS"])
+    if "scipy_loop" in by:
+        r = by["scipy_loop"]
+        out.append([f"Python loop over solve_ivp (RK45; {r['timed_members']} timed, extrapolated)", f"{r['seconds']:.1f}",
+                    f"threads {r['ratio_to_ensemble_threads']:.0f}x faster", "",
+                    f"max difference {r['max_difference_to_odeflow']:.1e}"])
+    if "diffrax_vmap" in by:
+        r = by["diffrax_vmap"]
+        out.append(["diffrax vmap (jitted)", r.get("skipped", f"{r.get('seconds', float('nan')):.3f}"),
+                    "" if "skipped" in r else f"threads / diffrax: {r['seconds'] / by['ensemble_threads']['seconds']:.2f}",
+                    "", ""])
+    if "dask" in by:
+        r = by["dask"]
+        out.append([f"Dask LocalCluster, {r['workers']} worker processes", f"{r['seconds']:.3f}",
+                    f"{r['ratio_to_threads']:.2f}x the threads' time", "",
+                    ("identical to local" if r.get("identical_to_local") else "DIFFERS")
+                    + f"; first call {r['first_call_seconds']:.0f} s (workers compile)"])
+    text = _table(["way", "seconds (median)", "speed-up / ratio", "CPU per wall second", "notes"], out)
+    start = next((r for r in rows if "load_average" in r), None)
+    end = next((r for r in rows if "load_average_end" in r), None)
+    members = by.get("serial_compiled", {}).get("members", "?")
+    if start and end:
+        text += (f"\n{members} members; 1-minute load average {start['load_average'][0]:.1f} at the start and "
+                 f"{end['load_average_end'][0]:.1f} at the end on {start['cpus']} CPUs"
+                 + (f"; GIL check {by['gil_check']['python_progress_during_runner_over_alone']:.2f}" if "gil_check" in by else "")
+                 + ".\n")
+    return text
+
+
 def render_regularisation(rows):
     """docs/regularisation.md from scripts/study_regularisation.py (JSON lines): per model and
     arm, the seeds' mean end-of-training forward NFE, its ratio to the plain arm, the quality
@@ -633,6 +672,7 @@ TABLES = {
     "odenet-speed": ("bench-odenet", render_odenet_speed),
     "odenet-gradients": ("study-odenet-gradients", render_odenet_gradients),
     "latent-step": ("bench-latent-step", render_latent_step),
+    "bench-ensemble": ("bench-ensemble", render_bench_ensemble),
 }
 
 

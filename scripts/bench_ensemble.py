@@ -12,7 +12,8 @@ Prints JSON lines:
 * ``scipy_loop``: a Python loop over ``scipy.integrate.solve_ivp`` (RK45, same rtol/atol, t_eval)
   on the first ``--scipy-members`` members, timed once and extrapolated linearly to all members
   (``extrapolated: true``), with the ratio to ``ensemble_threads``;
-* ``diffrax_vmap``: skipped unless diffrax is importable;
+* ``diffrax_vmap``: the same members by diffrax (Dopri5, PID controller, ``jax.vmap``, jitted,
+  float64, CPU; compile excluded) when importable, with ``threads_over_diffrax``;
 * ``dask``: ``solve_ensemble(..., client=)`` on a ``LocalCluster`` of 2 worker processes
   (1 thread each) on this machine, after one warm-up call (the workers' compile): median time,
   its overhead over ``ensemble_threads``, and whether the results are identical;
@@ -48,6 +49,36 @@ def lorenz(t, y, rho):
     out[1] = y[0] * (rho - y[2]) - y[1]
     out[2] = y[0] * y[1] - 8.0 / 3.0 * y[2]
     return out
+
+
+def diffrax_vmap(rho, y0s, t, y_ref, repeats):
+    """The same ensemble with diffrax: Dopri5, PID controller at the same rtol/atol, ``jax.vmap`` over
+    the members, jitted (compile excluded), float64, on the CPU. Raises ImportError without diffrax."""
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_platforms", "cpu")
+    import diffrax
+    import jax.numpy as jnp
+
+    def f(s, y, r):
+        return jnp.stack([10.0 * (y[1] - y[0]), y[0] * (r - y[2]) - y[1], y[0] * y[1] - 8.0 / 3.0 * y[2]])
+
+    term = diffrax.ODETerm(f)
+    solver = diffrax.Dopri5()
+    control = diffrax.PIDController(rtol=RTOL, atol=ATOL)
+    saveat = diffrax.SaveAt(ts=jnp.asarray(t))
+
+    def one(y0, r):
+        return diffrax.diffeqsolve(term, solver, t[0], t[-1], None, y0, args=r, saveat=saveat,
+                                   stepsize_controller=control, max_steps=100_000).ys
+    run = jax.jit(jax.vmap(one))
+    y0j, rj = jnp.asarray(y0s), jnp.asarray(rho)
+    tick = time.perf_counter()
+    ys = run(y0j, rj).block_until_ready()
+    compile_seconds = time.perf_counter() - tick
+    med = interleaved_medians({"diffrax": lambda: run(y0j, rj).block_until_ready()}, repeats)
+    return dict(name="diffrax_vmap", members=len(rho), seconds=med["diffrax"], first_call_seconds=compile_seconds,
+                max_difference_to_odeflow=float(np.abs(np.asarray(ys) - y_ref).max()))
 
 
 def main(argv=None):
@@ -117,10 +148,12 @@ def main(argv=None):
                           ratio_to_ensemble_threads=seconds / med["threads"],
                           max_difference_to_odeflow=float(max(errs)))))
     try:
-        import diffrax  # noqa: F401
-        print(json.dumps(dict(name="diffrax_vmap", skipped="installed but not wired into this script")))
+        row = diffrax_vmap(rho, y0s, t, ref.y, args.repeats)
     except ImportError:
-        print(json.dumps(dict(name="diffrax_vmap", skipped="diffrax not installed")))
+        row = dict(name="diffrax_vmap", skipped="diffrax not installed")
+    if "seconds" in row:
+        row["threads_over_diffrax"] = med["threads"] / row["seconds"]  # the same members, both warm
+    print(json.dumps(row))
 
     if not args.no_dask:
         from distributed import Client, LocalCluster

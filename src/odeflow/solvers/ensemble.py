@@ -233,8 +233,11 @@ def solve_ensemble(func, y0s, t, *, args=None, rtol=1e-7, atol=1e-9, method="dop
         Threads on this machine (default: the CPUs this process may use).
     chunk_size : int, optional
         Members per chunk (per thread task, or per Dask task). Default: the
-        members split into 4 chunks per worker (a balance between scheduling
-        cost and uneven member difficulty).
+        members split into 16 chunks per thread, or 4 per Dask worker (a
+        balance between scheduling cost and uneven member difficulty: with 4
+        per thread, the last chunks of a sweep whose members grow harder left
+        a core idle; 10 000 Lorenz members, rho 10-40, went from 1.69x to
+        1.78x over one thread on 2 cores).
     client : dask.distributed.Client, optional
         Run the chunks as tasks on this cluster (each worker runs the local path
         with one thread per chunk).
@@ -260,7 +263,8 @@ def solve_ensemble(func, y0s, t, *, args=None, rtol=1e-7, atol=1e-9, method="dop
             raise InputTypeError(f"`client` must be a dask.distributed.Client; got {type(client).__name__}")
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
     if chunk_size is None:
-        chunk_size = max(1, math.ceil(members / (4 * n_workers)))
+        per_worker = 4 if client is not None else 16  # a Dask task costs ~ms to schedule, a thread's chunk us
+        chunk_size = max(1, math.ceil(members / (per_worker * n_workers)))
     elif isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise InputError(f"`chunk_size` must be a positive int or None; got {chunk_size!r}")
     bounds = [(lo, min(lo + chunk_size, members)) for lo in range(0, members, chunk_size)]

@@ -112,8 +112,8 @@ def test_dask_run_identical_to_the_local_run():
     a[7] = 3.0  # blows up at t = 1/3: reported, the others unaffected
     y0s = np.ones((a.size, 1))
     local = odeflow.solve_ensemble(riccati, y0s, T, args=(a,), workers=1)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, silence_logs=40) as cluster, \
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address="127.0.0.1:0", silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         remote = odeflow.solve_ensemble(riccati, y0s, T, args=(a,), client=client, chunk_size=5)
         pids = set(client.run(os.getpid).values())

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from odeflow.adjoint.common import as_tensor, time_data
+from odeflow.adjoint.params import call_watched
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor, no_grad
 from odeflow.errors import GradientError, InputTypeError, ShapeError
@@ -150,7 +151,7 @@ def _replay(func, y0, t_out, axis, tab, args, record):
 
     def call(tt, Yk, k):
         t_arg = float(tt[0]) if np.all(tt == tt[0]) else tt
-        f = func(t_arg, _to_user(Yk, sample_shape, axis), *[a[:k] for a in args])
+        f = call_watched(func, t_arg, _to_user(Yk, sample_shape, axis), *[a[:k] for a in args])
         shape_k = shape[:axis] + (k,) + shape[axis + 1:]
         return _from_user(f, k, axis, shape_k)
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from odeflow.adjoint.common import array_func, as_tensor, time_data, with_args
 from odeflow.adjoint.implicit import integrate_radau  # radau: implicit steps, by the IFT
+from odeflow.adjoint.params import call_watched
 from odeflow.adjoint.times import moved
 from odeflow.autodiff import ops
 from odeflow.autodiff.backprop import leaves
@@ -52,8 +53,8 @@ __all__ = ["odeint_backprop"]
 
 def _call(func, t, y):
     """``func(t, y)`` as a Tensor of ``y``'s shape, refusing outputs that would
-    silently cut the graph (an ndarray computed from ``y.data``)."""
-    out = func(t, y)
+    silently cut the graph (an ndarray computed from ``y.data``; a Tensor read as a number: a warning)."""
+    out = call_watched(func, t, y)
     if not isinstance(out, Tensor):
         if y.requires_grad:
             raise GradientError(

@@ -36,15 +36,17 @@ parameters to differentiate (``adjoint_params=...``, possibly empty).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from odeflow.autodiff.backprop import leaves
-from odeflow.autodiff.tensor import Tensor, enable_grad
-from odeflow.errors import GradientError, InputTypeError
+from odeflow.autodiff.tensor import Tensor, enable_grad, watch_detach
+from odeflow.errors import GradientAccuracyWarning, GradientError, InputTypeError
 from odeflow.nn.module import Module
 
 __all__ = ["check_adjoint_params", "check_closure", "Recorder", "find_params", "not_a_tensor_error",
-           "unknown_leaf_error"]
+           "unknown_leaf_error", "call_watched"]
 
 
 def _arrays_in(value, name, depth=0):
@@ -145,6 +147,28 @@ def find_params(func, probe, adjoint_params=None):
     return unique([p for p in used if p is not y])
 
 
+def call_watched(func, *args):
+    """``func(*args)``, warning if it read a Tensor requiring grad as a plain number or array.
+
+    ``float(W)``, ``W.item()``, ``np.asarray(W)`` or a NumPy function of ``W``
+    inside ``func`` return values cut from the graph, so whatever ``func``
+    computes from them contributes nothing to ``W``'s gradient, silently (the
+    autodiff engine cannot see through NumPy). A
+    :class:`~odeflow.errors.GradientAccuracyWarning` names the Tensor's shape;
+    ``W.data`` says "a constant" on purpose and is not reported.
+    """
+    with watch_detach() as hits:
+        out = func(*args)
+    if hits:
+        shapes = ", ".join(str(h.shape) for h in hits[:4]) + (", ..." if len(hits) > 4 else "")
+        warnings.warn(
+            f"`func` read Tensor(s) requiring grad of shape {shapes} as plain numbers or arrays (float(), "
+            f".item(), np.asarray() or a NumPy function on a Tensor): what it computes from them is cut from "
+            f"the graph and gets no gradient. Use odeflow ops on the Tensor, or its .data to use it as a "
+            f"constant on purpose", GradientAccuracyWarning, stacklevel=3)
+    return out
+
+
 def not_a_tensor_error(out):
     return GradientError(
         f"`func` returned a {type(out).__name__} for a Tensor `y`, so no gradient can flow "
@@ -209,7 +233,7 @@ class Recorder:
 
     def __call__(self, t, y):
         with enable_grad():
-            out = self.func(t, Tensor(y))
+            out = call_watched(self.func, t, Tensor(y))
         if not isinstance(out, Tensor):
             raise not_a_tensor_error(out)
         self.n_evals += 1

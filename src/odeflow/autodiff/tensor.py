@@ -40,7 +40,7 @@ import numpy as np
 
 from odeflow.errors import InputTypeError, ShapeError
 
-__all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled"]
+__all__ = ["Tensor", "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "watch_detach"]
 
 
 class _GradMode(threading.local):
@@ -48,6 +48,38 @@ class _GradMode(threading.local):
 
 
 _mode = _GradMode()
+
+
+class _DetachWatch(threading.local):
+    hits = None  # a list while a solver evaluates the user's func (watch_detach), else None
+
+
+_detach = _DetachWatch()
+
+
+@contextlib.contextmanager
+def watch_detach():
+    """Collect the Tensors requiring grad that are read as plain numbers or arrays inside the block.
+
+    ``float(W)``, ``int(W)``, ``W.item()`` and ``np.asarray(W)`` (which NumPy
+    functions call on a Tensor) return values cut from the graph: a ``func``
+    that computes with them silently loses their gradient. The solvers'
+    gradient paths evaluate the user's ``func`` inside this block and warn
+    (:class:`~odeflow.errors.GradientAccuracyWarning`) when it did so.
+    ``W.data`` is the explicit way to read a constant and is not collected.
+    Yields the list of such Tensors (by identity, in order of first read).
+    """
+    previous, _detach.hits = _detach.hits, []
+    try:
+        yield _detach.hits
+    finally:
+        _detach.hits = previous
+
+
+def _note_detach(tensor):
+    hits = _detach.hits
+    if hits is not None and tensor.requires_grad and _mode.enabled and not any(h is tensor for h in hits):
+        hits.append(tensor)
 
 
 def is_grad_enabled() -> bool:
@@ -184,6 +216,7 @@ class Tensor:
         """
         if self.data.size != 1:
             raise ShapeError(f"item() needs a one-element Tensor; got shape {self.data.shape}")
+        _note_detach(self)
         return self.data.item()
 
     def detach(self) -> Tensor:
@@ -229,6 +262,7 @@ class Tensor:
         return f"Tensor({body}{extra})"
 
     def __array__(self, dtype=None, copy=None):
+        _note_detach(self)
         if copy:
             return np.array(self.data, dtype=dtype, copy=True)
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
@@ -243,6 +277,7 @@ class Tensor:
         return bool(self.data)
 
     def __float__(self):
+        _note_detach(self)
         return float(self.data)
 
     __hash__ = object.__hash__  # `==` is elementwise, so hash by identity

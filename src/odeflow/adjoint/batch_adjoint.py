@@ -199,70 +199,58 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
             for acc, gp in zip(a_theta, g_p):
                 acc += gp
 
-        def augmented(t_arg, Z):  # backsolve: Z (2, ..., k at axis + 1, ...) holds [y, a]
-            Zb = _batch.batch_layout(Z, axis + 1)  # (k, 2n)
-            k = Zb.shape[0]
-            f, g_y, _ = vjp(t_arg, Zb[:, :n], Zb[:, n:], k, False)
-            counts["n_calls"] += 1
-            return np.moveaxis(np.concatenate([f, g_y], axis=1).reshape((k, 2) + sample_shape), 0, axis + 1)
+        def solve_back(sel, i, read_y):
+            """Samples `sel` over interval i -> i-1 with state z = [y, a]: (a, z's y part, per-sample nfe).
 
-        def on_accept_z(rows, states, times, h):
-            for w_i, Z, ts in zip(tab.b_arr, states, times):
-                if w_i != 0.0 and params:
-                    quadrature(rows, Z[:, :n], Z[:, n:], ts, h, w_i)
-
-        def backsolve(sel, i):  # the samples `sel` over interval i -> i-1: (a, y reconstructed, nfe)
-            k = sel.size
-            Z0 = np.concatenate([Yf[sel, i], a[sel]], axis=1).reshape((k, 2) + sample_shape)
-            out = _batch.integrate(augmented, user(Z0, k, axis + 1), t_rows[sel][:, [i, i - 1]], axis + 1, tab,
-                                   take(tol_z[0], sel, axis + 1), take(tol_z[1], sel, axis + 1), opts, method,
-                                   max_steps, (), on_accept=on_accept_z)
-            end = _batch.batch_layout(out.y[-1], axis + 1)
-            return end[:, n:], end[:, :n], out.stats["nfe"]
-
-        def from_steps(sel, i, steps):  # the samples `sel` over interval i -> i-1, y read from `steps`
-            # z = [q, a] with q' = f(t, y(t)) along the forward steps' y: q feeds nothing back (no drift),
-            # but its error estimate gives the step control what the forward's had (kinks of f in t)
+            ``read_y(Zb, idx, t)`` gives the y at which f and its VJPs are taken: backsolve reads z's own
+            y (integrated backwards); the checkpoint reads the forward steps, and z's y part is then the
+            quadrature q' = f(t, y(t)), which feeds nothing back (no drift) but gives the step control
+            what the forward's had (kinks of f in t). ``idx``: the rows' positions in `sel`.
+            """
             k = sel.size
 
-            def augmented_steps(t_arg, Z, idx):
-                Zb = _batch.batch_layout(Z, axis + 1)  # (k', 2n)
+            def dynamics(t_arg, Z, idx):
+                Zb = _batch.batch_layout(Z, axis + 1)  # (k', 2n): [y | a] per sample
                 kk = Zb.shape[0]
-                f, g_y, _ = vjp(t_arg, steps(idx, t_arg), Zb[:, n:], kk, False)
+                f, g_y, _ = vjp(t_arg, read_y(Zb, idx, t_arg), Zb[:, n:], kk, False)
                 counts["n_calls"] += 1
                 return np.moveaxis(np.concatenate([f, g_y], axis=1).reshape((kk, 2) + sample_shape), 0, axis + 1)
 
-            def on_accept_steps(rows, states, times, h):
+            def on_accept(rows, states, times, h):  # a_theta += h sum_i b_i (-a_i^T df/dtheta)
                 for w_i, Z, ts in zip(tab.b_arr, states, times):
                     if w_i != 0.0 and params:
-                        quadrature(rows, steps(rows, ts), Z[:, n:], ts, h, w_i)
+                        quadrature(rows, read_y(Z, rows, ts), Z[:, n:], ts, h, w_i)
             Z0 = np.concatenate([Yf[sel, i], a[sel]], axis=1).reshape((k, 2) + sample_shape)
-            out = _batch.integrate(augmented_steps, user(Z0, k, axis + 1), t_rows[sel][:, [i, i - 1]], axis + 1,
-                                   tab, take(tol_z[0], sel, axis + 1), take(tol_z[1], sel, axis + 1), opts, method,
-                                   max_steps, (np.arange(k),), on_accept=on_accept_steps)
-            return _batch.batch_layout(out.y[-1], axis + 1)[:, n:], out.stats["nfe"]
+            out = _batch.integrate(dynamics, user(Z0, k, axis + 1), t_rows[sel][:, [i, i - 1]], axis + 1, tab,
+                                   take(tol_z[0], sel, axis + 1), take(tol_z[1], sel, axis + 1), opts, method,
+                                   max_steps, (np.arange(k),), on_accept=on_accept)
+            end = _batch.batch_layout(out.y[-1], axis + 1)
+            return end[:, n:], end[:, :n], out.stats["nfe"]
+
+        def own_y(Zb, idx, t_arg):
+            return Zb[:, :n]
+
+        def steps_y(steps):
+            return lambda Zb, idx, t_arg: steps(idx, t_arg)
 
         def interval_steps(sel, i):  # a forward re-solve of interval i-1 -> i for `sel`, keeping its steps
-            k = sel.size
             y_start = Yf[sel, i - 1]
             steps = BatchDense(y_start, tab.P_arr)
-            _batch.integrate(_arrays_func(func), user(y_start, k, axis), t_rows[sel][:, [i - 1, i]], axis, tab,
-                             take(rtol_f, sel, axis), take(atol_f, sel, axis), opts, method, max_steps, (),
-                             dense=steps)
-            counts["nfe"][sel] += 0  # the re-solve's evaluations are forward work, not counted here
+            _batch.integrate(_arrays_func(func), user(y_start, sel.size, axis), t_rows[sel][:, [i - 1, i]], axis,
+                             tab, take(rtol_f, sel, axis), take(atol_f, sel, axis), opts, method, max_steps, (),
+                             dense=steps)  # its evaluations are forward work, not counted in stats["backward"]
             return steps
 
+        rt = _batch.batch_layout(rtol_f.reshape(shape), axis)  # the audit's norm: the forward tolerances
+        at = _batch.batch_layout(atol_f.reshape(shape), axis)
         every = np.arange(B)
         for i in range(m - 1, 0, -1):
             try:
                 if checkpoint:
-                    a_new, nfe = from_steps(every, i, dense)
-                    counts["nfe"] += nfe
+                    a_new, _, nfe = solve_back(every, i, steps_y(dense))
                 else:
                     saved = [x.copy() for x in a_theta]
-                    a_new, y_rec, nfe = backsolve(every, i)
-                    rt = _batch.batch_layout(rtol_f.reshape(shape), axis)
-                    at = _batch.batch_layout(atol_f.reshape(shape), axis)
+                    a_new, y_rec, nfe = solve_back(every, i, own_y)
                     drifts[:, i - 1] = [drift(y_rec[b], Yf[b, i - 1], rt[b], at[b]) for b in range(B)]
                     bad = np.flatnonzero([judge(policy, d, drift_tol, i, t_rows[b, i - 1], t_rows[b, i])
                                           for b, d in enumerate(drifts[:, i - 1])])
@@ -270,11 +258,11 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
                         a_theta[:] = saved
                         good = np.setdiff1d(every, bad)
                         if good.size:
-                            a_new[good], _, _ = backsolve(good, i)
-                        a_new[bad], nfe_bad = from_steps(bad, i, interval_steps(bad, i))
+                            a_new[good], _, _ = solve_back(good, i, own_y)
+                        a_new[bad], _, nfe_bad = solve_back(bad, i, steps_y(interval_steps(bad, i)))
                         nfe[bad] += nfe_bad
                         redone.extend((int(b), i - 1) for b in bad)
-                    counts["nfe"] += nfe
+                counts["nfe"] += nfe
             except SolverError as exc:
                 raise type(exc)(f"adjoint backward solve with batch_axis, from output {i} to {i - 1} (set by "
                                 f"adjoint_rtol, adjoint_atol, options): {exc}", t=exc.t, h=exc.h,

@@ -109,19 +109,7 @@ def solve_on_union(func, z0, times, mask=None, t0=0.0, *, gradient="backprop", r
     """
     z0, times, mask, t0 = _checked(func, z0, times, mask, t0, gradient)
     t_union, index = union_times(times, mask, t0)
-    if stats is not None:
-        stats["n_times"] = int(t_union.size)
-    if t_union.size == 1:  # everything observed at t0
-        zs = ops.expand_dims(z0, 0)
-    elif gradient == "adjoint":
-        zs = odeint_adjoint(func, z0, t_union, rtol=rtol, atol=atol, method=method,
-                            options=options, adjoint_params=_parameters(func), stats=stats)
-    else:
-        zs = odeint_backprop(func, z0, t_union, rtol=rtol, atol=atol, method=method, options=options,
-                             stats=stats)
-    # zs: (M, B, L); row b, entry i reads zs[index[b, i], b]
-    rows = np.broadcast_to(np.arange(times.shape[0])[:, None], index.shape)
-    return zs[index, rows]
+    return _solve_gather(func, z0, t_union, index, gradient, False, rtol, atol, method, options, stats)
 
 
 def _parameters(func):
@@ -178,18 +166,26 @@ def solve_per_sample(func, z0, times, mask=None, t0=0.0, *, gradient="backprop",
     """
     z0, times, mask, t0 = _checked(func, z0, times, mask, t0, gradient)
     grid, index = per_sample_times(times, mask, t0)
+    return _solve_gather(func, z0, grid, index, gradient, True, rtol, atol, method, options, stats)
+
+
+def _solve_gather(func, z0, grid, index, gradient, per_sample, rtol, atol, method, options, stats):
+    """One solve on `grid` (M,) or, `per_sample`, (B, M); row b, entry i is the output at index[b, i]."""
     if stats is not None:
-        stats["n_times"] = int(grid.shape[1])
-    if grid.shape[1] == 1:  # everything observed at t0
+        stats["n_times"] = int(grid.shape[-1])
+    if grid.shape[-1] == 1:  # everything observed at t0
         zs = ops.expand_dims(z0, 0)
     elif gradient == "adjoint":
         zs = odeint_adjoint(func, z0, grid, rtol=rtol, atol=atol, method=method, options=options,
-                            adjoint_params=_parameters(func), stats=stats, batch_axis=0)
-    else:
+                            adjoint_params=_parameters(func), stats=stats,
+                            batch_axis=0 if per_sample else None)
+    elif per_sample:
         zs = odeint_batch_backprop(func, z0, grid, 0, rtol=rtol, atol=atol, method=method, options=options,
                                    stats=stats)
+    else:
+        zs = odeint_backprop(func, z0, grid, rtol=rtol, atol=atol, method=method, options=options, stats=stats)
     # zs: (M, B, L); row b, entry i reads zs[index[b, i], b]
-    rows = np.broadcast_to(np.arange(times.shape[0])[:, None], index.shape)
+    rows = np.broadcast_to(np.arange(index.shape[0])[:, None], index.shape)
     return zs[index, rows]
 
 

@@ -18,6 +18,25 @@ __all__ = ["combine", "error_ratio", "error_ratio_dop853", "error_shares", "stif
 
 
 @kernel(inline=True)
+def stage_sum(w, K, m, i):
+    """``sum_{j<m} w[j] K[j, i]`` in float64, zero weights skipped (so a stage whose
+    weight is zero cannot leak an inf into the sum): the sum behind every stage
+    state, new solution and error estimate of a step."""
+    acc = 0.0
+    for j in range(m):
+        if w[j] != 0.0:
+            acc += w[j] * K[j, i]
+    return acc
+
+
+@kernel(inline=True)
+def tolerance_scale(y0, y1, rtol, atol, i):
+    """``atol_i + rtol_i * max(|y0_i|, |y1_i|)``: the scale of component ``i`` in the
+    error norm (HNW §II.4, eq. 4.10)."""
+    return atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+
+
+@kernel(inline=True)
 def combine(y, h, K, w, m, out):
     """``out = y + h * sum_{j<m} w[j] K[j]`` (a stage state or the new solution).
 
@@ -27,11 +46,7 @@ def combine(y, h, K, w, m, out):
     """
     n = y.shape[0]
     for i in range(n):
-        acc = 0.0
-        for j in range(m):
-            if w[j] != 0.0:
-                acc += w[j] * K[j, i]
-        out[i] = y[i] + h * acc
+        out[i] = y[i] + h * stage_sum(w, K, m, i)
 
 
 @kernel(inline=True)
@@ -47,12 +62,8 @@ def error_ratio(y0, y1, h, K, b_err, rtol, atol):
     s = K.shape[0]
     acc = 0.0
     for i in range(n):
-        e = 0.0
-        for j in range(s):
-            if b_err[j] != 0.0:
-                e += b_err[j] * K[j, i]
-        e *= h
-        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        e = h * stage_sum(b_err, K, s, i)
+        sc = tolerance_scale(y0, y1, rtol, atol, i)
         r = 0.0 if e == 0.0 else e / sc  # atol = 0 at a zero component: nothing to control
         acc += r * r
         if not (math.isfinite(y1[i]) and math.isfinite(e)):
@@ -79,16 +90,11 @@ def error_ratio_dop853(y0, y1, h, K, e5, e3, rtol, atol):
     acc5 = 0.0
     acc3 = 0.0
     for i in range(n):
-        a = 0.0
-        b = 0.0
-        for j in range(s):
-            if e5[j] != 0.0:
-                a += e5[j] * K[j, i]
-            if e3[j] != 0.0:
-                b += e3[j] * K[j, i]
+        a = stage_sum(e5, K, s, i)
+        b = stage_sum(e3, K, s, i)
         if not (math.isfinite(y1[i]) and math.isfinite(a) and math.isfinite(b)):
             return np.nan
-        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        sc = tolerance_scale(y0, y1, rtol, atol, i)
         r5 = 0.0 if a == 0.0 else a / sc
         r3 = 0.0 if b == 0.0 else b / sc
         acc5 += r5 * r5
@@ -109,11 +115,8 @@ def error_shares(y0, y1, h, K, b_err, rtol, atol, out):
     s = K.shape[0]
     total = 0.0
     for i in range(n):
-        e = 0.0
-        for j in range(s):
-            if b_err[j] != 0.0:
-                e += b_err[j] * K[j, i]
-        sc = atol[i] + rtol[i] * max(abs(y0[i]), abs(y1[i]))
+        e = stage_sum(b_err, K, s, i)
+        sc = tolerance_scale(y0, y1, rtol, atol, i)
         r = 0.0 if e == 0.0 else h * e / sc
         out[i] = r * r
         total += r * r

@@ -5,7 +5,7 @@ import pytest
 import odeflow
 from odeflow import Tensor
 from odeflow.autodiff import ops
-from odeflow.errors import GradientError, InputError
+from odeflow.errors import GradientError, InputError, InputTypeError
 from odeflow.nn import MLP
 from odeflow.solvers.batch import solve_batch
 
@@ -213,3 +213,5 @@ def test_per_sample_adjoint_refuses_what_it_cannot_honour():
         odeflow.odeint_adjoint(f, Tensor(y0), t, batch_axis=0, adjoint_options={"max_step": 0.1})
     with pytest.raises(InputError, match="on_drift"):
         odeflow.odeint_adjoint(f, Tensor(y0), t, batch_axis=0, adjoint_options={"on_drift": "sometimes"})
+    with pytest.raises(InputTypeError, match="`adjoint_options` must be a dict; got list"):
+        odeflow.odeint_adjoint(f, Tensor(y0), t, batch_axis=0, adjoint_options=["on_drift"])

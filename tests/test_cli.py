@@ -38,6 +38,7 @@ BAD_ARGUMENTS = [
     (["train", "latent-ode", "--iterations", "0"], "--iterations"),
     (["train", "latent-ode", "--jobs", "0"], "--jobs"),
     (["train", "latent-ode", "--n-obs", "-3"], "--n-obs"),
+    (["train", "latent-ode", "--grid", "shared"], "--grid"),
 ]
 
 

@@ -386,3 +386,15 @@ def test_demo_quick_runs_and_writes_figures(tmp_path):
     assert summary["traces"]["exact"]["vjp_per_eval"] == 2
     for name in ("ml_density.png", "flow_over_time.png", "ml_training.png", "density_matching.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@pytest.mark.parametrize("times, error, match", [
+    ([0.0, float("nan")], InputError, "`times`"),       # old: "`t` must be finite", naming no argument given
+    ([float("nan"), 1.0], InputError, "`times`"),
+    ([0.0, float("inf")], InputError, "`times`"),       # refused before too (a guard)
+    (["a", "b"], InputTypeError, "`times`"),             # old: a raw NumPy ValueError
+])
+def test_bad_transform_times_are_refused_naming_times(times, error, match):
+    model = CNF(ConcatSquashMLP([2, 8, 2], rng=0), 2, rng=0)
+    with pytest.raises(error, match=match):
+        model.transform(np.zeros((3, 2)), times=times)

@@ -163,3 +163,57 @@ def test_per_sample_stepping_refuses_the_options_it_would_ignore(key, value, how
         else:
             fn = odeflow.odeint if how == "backprop" else odeflow.odeint_adjoint
             fn(pulse, Tensor(y0, requires_grad=True), [0.0, 10.0], batch_axis=0, options={key: value})
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("at", [0.0, 1.0])
+def test_a_float_jump_at_an_end_raises_for_a_differentiated_end_time(mode, at):
+    # old code: dL/dt[0] (or dL/dt[-1]) from one side of the jump only, with no error; the one-sided
+    # derivatives of L w.r.t. that end time differ by the jump of k (checked below)
+    k = Tensor(np.array([0.5, 1.4]), requires_grad=True)
+    t = Tensor(np.array([0.0, 0.6, 1.0]), requires_grad=True)
+    loss = _switched(np.array([at]), t, k, mode)
+    with pytest.raises(GradientError, match="end of the interval"):
+        loss.backward()
+
+    def moved(end):   # the switch stays at `at`, the end time moves off it by `end`
+        times = np.array([0.0, 0.6, 1.0])
+        times[0 if at == 0.0 else 2] += end
+        with odeflow.no_grad():
+            return _switched(np.array([at]), times, Tensor(k.data), mode).item()
+    h = 1e-6
+    right, left = (moved(h) - moved(0.0)) / h, (moved(0.0) - moved(-h)) / h
+    assert abs(right - left) > 0.1
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("form", ["tensor", "list"])
+def test_a_jump_time_given_twice_raises_instead_of_a_zero_gradient(mode, form):
+    # old code: the first entry got the whole dL/dT, the second a silent 0 (a Tensor jump_t) or None
+    # (a list); func shows one discontinuity, so how it splits between the two is not known
+    k = Tensor(np.array([0.5, 1.4]), requires_grad=True)
+    if form == "tensor":
+        jump = Tensor(np.array([0.3, 0.3]), requires_grad=True)
+        leaves = [jump]
+    else:
+        a, b = Tensor(np.float64(0.3), requires_grad=True), Tensor(np.float64(0.3), requires_grad=True)
+        jump, leaves = [a, b], [a, b]
+    switch = 0.3
+
+    def f(s, y):
+        return -y * (k[0] if s < switch else k[1]) + 0.3
+    ys = _solve(mode, f, Tensor(np.array([1.0])), np.array([0.0, 0.6, 1.0]), options={"jump_t": jump})
+    with pytest.raises(GradientError, match="given twice"):
+        ops.sum(ys[2]).backward()
+    assert all(leaf.grad is None for leaf in leaves)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_float_jump_given_twice_keeps_every_gradient(mode):
+    # repeats of a jump that nothing differentiates are harmless: the same values and gradients as once
+    k = Tensor(np.array([0.5, 1.4]), requires_grad=True)
+    _switched(np.array([0.3, 0.3]), np.array([0.0, 0.6, 1.0]), k, mode).backward()
+    twice = k.grad.data.copy()
+    k.grad = None
+    _switched(np.array([0.3]), np.array([0.0, 0.6, 1.0]), k, mode).backward()
+    np.testing.assert_allclose(twice, k.grad.data, rtol=1e-12)

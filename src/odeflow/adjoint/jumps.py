@@ -84,17 +84,31 @@ def _kink(value, parents, where):
     return make_node(np.float64(value), parents, vjp)
 
 
-def _unused_jumps(out, values, entry, idx, t_data):
-    """Connect jump Tensors the split did not use: zero gradient outside ``(t[0], t[-1])``,
-    a :func:`_kink` at ``t[0]`` or ``t[-1]`` (never a silent None)."""
+def _unused_jumps(out, values, entry, idx, t_data, t_entry):
+    """Connect what the split did not use, never leaving a silent None or zero.
+
+    A jump Tensor outside ``(t[0], t[-1])`` gets a zero gradient. A jump at ``t[0]``
+    or ``t[-1]`` is a :func:`_kink` of that jump Tensor and of that end time (if
+    either requires grad). A jump time given twice is a :func:`_kink` of both
+    entries: ``func`` shows one discontinuity there, and how its jump splits
+    between the two entries (each one's gradient) is not known.
+    """
     links = []
     for k in np.setdiff1d(np.arange(values.size), idx):
         e = entry(int(k))
-        if not isinstance(e, Tensor):
-            continue
         if values[k] in (t_data[0], t_data[-1]):
-            links.append(_kink(values[k], [e], "an end of the interval t"))
-        elif not np.any(values[idx] == values[k]):   # a repeat of a used jump stays unconnected
+            i = 0 if values[k] == t_data[0] else t_data.size - 1
+            parents = [p for p in (e, t_entry(i)) if isinstance(p, Tensor)]
+            if parents:
+                links.append(_kink(values[k], parents, f"an end of the interval t (t[{i}])"))
+            continue
+        same = idx[values[idx] == values[k]]
+        if same.size:   # a repeat of a used jump
+            parents = [p for p in (e, entry(int(same[0]))) if isinstance(p, Tensor)]
+            if parents:
+                links.append(_kink(values[k], parents, f"given twice in jump_t (entries {int(same[0])} "
+                                                       f"and {int(k)})"))
+        elif isinstance(e, Tensor):
             links.append(make_node(np.float64(0.0), [e], lambda g: [np.zeros(())]))
     for link in links:
         out = out + ops.astype(link * 0.0, out.dtype)
@@ -123,14 +137,14 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
     idx = np.flatnonzero(inside)
     idx = idx[np.unique(values[idx], return_index=True)[1]]       # first of equal times
     idx = idx[np.argsort(direction * values[idx], kind="stable")]
+    t_entry = (lambda i: t[i]) if isinstance(t, Tensor) and t.requires_grad else (lambda i: float(t_data[i]))
     if idx.size == 0:
         return _unused_jumps(odeint_fn(func, y0, t, options=opts or None, stats=stats, **kwargs),
-                             values, entry, idx, t_data)
+                             values, entry, idx, t_data, t_entry)
     if adjoint and kwargs.get("adjoint_params") is None:
         # the segments see a wrapper of func: check the user's closure here; each segment then
         # finds the parameters its own evaluations read (one read only after a jump included)
         check_closure(func)
-    t_entry = (lambda i: t[i]) if isinstance(t, Tensor) and t.requires_grad else (lambda i: float(t_data[i]))
     bounds = [("t", 0)] + [("jump", int(k)) for k in idx] + [("t", t_data.size - 1)]
     b_values = np.concatenate([[t_data[0]], values[idx], [t_data[-1]]])
     rows, state, seg_stats = [], y0, []
@@ -171,4 +185,4 @@ def odeint_segmented(odeint_fn, func, y0, t, options, *, adjoint=False, stats=No
         stats["forward"] = {k: sum(d["forward"][k] for d in seg_stats) for k in keys
                             if all(isinstance(d["forward"].get(k), (int, float, np.integer, np.floating))
                                    for d in seg_stats)}
-    return _unused_jumps(ops.concatenate(rows, axis=0), values, entry, idx, t_data)
+    return _unused_jumps(ops.concatenate(rows, axis=0), values, entry, idx, t_data, t_entry)

@@ -393,8 +393,12 @@ class CNF(Module):
         if times is None:
             fractions = np.array([0.0, 1.0])
         else:
-            fractions = np.asarray(times, dtype=np.float64)
-            if (fractions.ndim != 1 or fractions.size < 2 or fractions[0] < 0.0
+            try:
+                fractions = np.asarray(times, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputTypeError(f"`times` must be numbers (fractions of T); got {times!r}") from None
+            if (fractions.ndim != 1 or fractions.size < 2 or not np.all(np.isfinite(fractions))
+                    or fractions[0] < 0.0
                     or fractions[-1] > 1.0 or np.any(np.diff(fractions) <= 0)):
                 raise InputError(f"`times` must be at least two increasing fractions of T in "
                                  f"[0, 1]; got {np.asarray(times).tolist()}")

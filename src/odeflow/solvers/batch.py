@@ -34,7 +34,8 @@ for element-wise NumPy code; a BLAS matrix product may round differently for
 different batch sizes).
 
 Not provided (raise :class:`~odeflow.errors.InputError`): ``options["jump_t"]`` and
-``options["min_step"]``, fixed-step methods
+``options["min_step"]``, ``dop853`` (two-estimate error norm, three extra dense-output
+stages), fixed-step methods
 (they take the same steps for every sample: solve without ``batch_axis``) and
 dense output (``Solution.interpolate``).
 """
@@ -49,8 +50,8 @@ from odeflow.solvers import loop as _loop
 from odeflow.solvers.controller import (
     CONTROLLERS, PI_ERR_PREV0, accept_factor, initial_guess, initial_step, min_step_at,
     next_attempt, reject_factor)
-from odeflow.solvers.jit import kernel
-from odeflow.solvers.kernels import combine, dense_eval, error_ratio, scaled_rms
+from odeflow.solvers.jit import entry_point, kernel
+from odeflow.solvers.kernels import dense_eval, scaled_rms
 from odeflow.solvers.solution import Solution
 from odeflow.solvers.validate import derivative_array, first_time_fault
 
@@ -148,6 +149,7 @@ class _Caller:
         self.func, self.sample_shape, self.axis, self.dtype, self.args = func, sample_shape, axis, dtype, args
         self.batch = 0  # set by integrate
         self.n_calls = 0
+        self.flat = axis == 0 and len(sample_shape) == 1  # y is Y itself: no reshape either way
 
     def __call__(self, t, rows, Y, same=None, full=False):
         """``func`` at times ``t`` (k,) and states ``Y`` (k, n) of the samples ``rows``; (k, n).
@@ -156,9 +158,12 @@ class _Caller:
         ``rows`` is every sample, so ``args`` pass whole (no copy).
         """
         k = Y.shape[0]
-        y = Y.reshape((k,) + self.sample_shape)
-        if self.axis:
-            y = np.moveaxis(y, 0, self.axis)
+        if self.flat:
+            y = Y
+        else:
+            y = Y.reshape((k,) + self.sample_shape)
+            if self.axis:
+                y = np.moveaxis(y, 0, self.axis)
         if same is None:
             same = k > 0 and t.min() == t.max()
         t_arg = float(t[0]) if same else t
@@ -182,9 +187,54 @@ class _Caller:
                              f"({k} active samples along batch_axis {self.axis}); returned shape {f.shape}")
         if f.dtype.kind not in "biuf":
             raise InputTypeError(f"`func` must return real numbers; returned dtype {f.dtype}")
+        if self.flat:
+            if f.dtype == self.dtype and f.flags.c_contiguous:
+                return f
+            return np.ascontiguousarray(f, dtype=self.dtype)
         if self.axis:
             f = np.moveaxis(f, self.axis, 0)
         return np.ascontiguousarray(f, dtype=self.dtype).reshape(k, -1)
+
+
+@kernel(inline=True)
+def _stage_sum_row(w, K, b, m, i):
+    """:func:`~odeflow.solvers.kernels.stage_sum` on sample ``b`` of ``K`` (B, s, n), by index.
+
+    This and the two kernels below are the row-indexed twins of the engine's
+    ``stage_sum``, ``combine`` and ``error_ratio``: the same arithmetic in the same
+    order (so a sample stays bitwise equal to the unbatched solver, tested), with
+    ``K[b, j, i]`` indexed instead of a view ``K[b]`` taken per sample: Numba
+    reference-counts every view, about 60 ns for the five views of one sample's
+    error norm, which made per-sample stepping cost more per evaluation than coupled.
+    """
+    acc = 0.0
+    for j in range(m):
+        if w[j] != 0.0:
+            acc += w[j] * K[b, j, i]
+    return acc
+
+
+@kernel(inline=True)
+def _combine_row(Y, b, h, K, w, m, out, r):
+    """``out[r] = Y[b] + h * sum_{j<m} w[j] K[b, j]`` (:func:`~odeflow.solvers.kernels.combine`)."""
+    for i in range(Y.shape[1]):
+        out[r, i] = Y[b, i] + h * _stage_sum_row(w, K, b, m, i)
+
+
+@kernel(inline=True)
+def _error_ratio_row(Y, b, Y1, r, h, K, b_err, rtol, atol):
+    """:func:`~odeflow.solvers.kernels.error_ratio` of sample ``b`` (new state ``Y1[r]``)."""
+    n = Y.shape[1]
+    s = K.shape[1]
+    acc = 0.0
+    for i in range(n):
+        e = h * _stage_sum_row(b_err, K, b, s, i)
+        sc = atol[b, i] + rtol[b, i] * max(abs(Y[b, i]), abs(Y1[r, i]))
+        q = 0.0 if e == 0.0 else e / sc
+        acc += q * q
+        if not (math.isfinite(Y1[r, i]) and math.isfinite(e)):
+            return np.nan
+    return math.sqrt(acc / max(n, 1))
 
 
 @kernel
@@ -248,13 +298,20 @@ def _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, reject
 
 
 @kernel
-def _stage_states(Y, h, K, a, i, rows, out, t, c_i, t_stage):
-    """``out[r] = Y[b] + h[b] * sum_{j<i} a[j] K[b, j]`` (HNW eq. 1.8) and ``t_stage[r] =
-    t[b] + c_i h[b]`` for ``b = rows[r]``; returns whether all ``t_stage`` agree."""
+def _stage_states(Y, h, K, a, i, rows, out, t, c_i, t_stage, F_prev):
+    """``K[b, i-1] = F_prev[r]`` (the previous stage's derivatives; skipped when
+    ``F_prev`` has no rows), then ``out[r] = Y[b] + h[b] * sum_{j<i} a[j] K[b, j]``
+    (HNW eq. 1.8) and ``t_stage[r] = t[b] + c_i h[b]`` for ``b = rows[r]``;
+    returns whether all ``t_stage`` agree. One call per stage: the scatter of
+    ``func``'s rows into ``K`` costs no separate NumPy indexing."""
     same = True
+    scatter = F_prev.shape[0] == rows.shape[0]
     for r in range(rows.shape[0]):
         b = rows[r]
-        combine(Y[b], h[b], K[b], a, i, out[r])
+        if scatter:
+            for q in range(K.shape[2]):
+                K[b, i - 1, q] = F_prev[r, q]
+        _combine_row(Y, b, h[b], K, a, i, out, r)
         t_stage[r] = t[b] + c_i * h[b]
         if t_stage[r] != t_stage[0]:
             same = False
@@ -275,7 +332,7 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
     for r in range(rows.shape[0]):
         b = rows[r]
         nfe[b] += s - 1
-        err = error_ratio(Y[b], Y1[r], h[b], K[b], b_err, rtol[b], atol[b])
+        err = _error_ratio_row(Y, b, Y1, r, h[b], K, b_err, rtol, atol)
         if err <= 1.0:
             factor = accept_factor(err, err_prev[b], exponent, beta, rejected_last[b])
             err_prev[b] = max(err, PI_ERR_PREV0)
@@ -299,6 +356,23 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
             h_abs[b] *= reject_factor(err, exponent)
 
 
+@kernel
+def _finish_and_next(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
+                     err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta,
+                     t_end, min_step, status, max_step, max_steps, stretch, F_last):
+    """``K[b, s-1] = F_last[r]``, :func:`_finish_attempts`, then :func:`_next_attempts` in one
+    call (fewer dispatches and no NumPy indexing per step in the Python loop); returns the next
+    pass's rows."""
+    s = K.shape[1]
+    for r in range(rows.shape[0]):
+        for q in range(K.shape[2]):
+            K[rows[r], s - 1, q] = F_last[r, q]
+    _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
+                     err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta)
+    return _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
+                          nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+
+
 def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
     """Every check of :func:`solve_batch`, before any work; returns what :func:`integrate` takes:
     ``(tab, y0, t_rows, per_sample, axis, rtol, atol, opts, max_steps, args)``."""
@@ -312,8 +386,14 @@ def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
     t_check = t_rows[0] if len(t_rows) else np.arange(float(t_rows.shape[1]))  # an empty batch
     tab, y0, _, rtol, atol, opts = prepare(func, y0, t_check, rtol, atol, method, options)
     if tab is None:
-        raise InputError("`batch_axis` needs an explicit adaptive method (dopri5, bosh3, tsit5, dop853); "
+        raise InputError("`batch_axis` needs an explicit adaptive method (dopri5, bosh3, tsit5); "
                          "method 'radau' has no per-sample mode: solve without batch_axis")
+    if tab.n_extra > 0 or tab.b_err3_arr.shape[0] > 0:
+        # DOP853's error norm combines two estimates and its dense output needs three more stages
+        # per step; the per-sample loop has neither (it would use the wrong norm and read past K)
+        raise InputError(f"`batch_axis` is not available with method {method!r} (its error norm and "
+                         f"dense output need stages the per-sample loop does not compute); use dopri5 or "
+                         f"tsit5 with batch_axis, or solve_ensemble / no batch_axis for {method}")
     if not tab.adaptive:
         raise InputError(f"`batch_axis` needs an adaptive method (dopri5, bosh3): fixed-step method "
                          f"{method!r} takes the same steps for every sample; solve without batch_axis")
@@ -432,42 +512,56 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         err_prev = np.full(B, PI_ERR_PREV0)
         A, c = tab.A_arr, tab.c_arr
         S_buf, t_buf = np.empty((B, n), y0.dtype), np.empty(B)
-        while True:
-            rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
-                                  nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
-            if rows.size == 0:
-                break
+        no_rows = np.empty((0, n), y0.dtype)
+        watched = record is not None or on_accept is not None or dense is not None
+        rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
+                              nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+        if rows.size:  # the kernels called per stage and per step, bound to this solve's types
+            stage_states = entry_point(_stage_states, Y, h, K, A[1], 1, rows, S_buf[: rows.size], t, c[1],
+                                       t_buf[: rows.size], no_rows)
+            finish_and_next = entry_point(
+                _finish_and_next, rows, Y, S_buf[: rows.size], K, t, t_new, h, h_abs, direction, t_out, ys, j,
+                tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
+                n_acc, n_rej, nfe, exponent, beta, t_end, min_step, status, max_step, max_steps, stretch,
+                no_rows)
+        while rows.size:
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
-            watched = record is not None or on_accept is not None or dense is not None
             if watched:
                 t_r, h_r = t[rows], h[rows]
             if on_accept is not None:
                 states, times = [Y[rows]], [t_r]
+            F = no_rows
             for i in range(1, s):
-                same = _stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage)
+                # stores the previous stage's F into K (none before stage 1: K[:, 0] is FSAL)
+                same = stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage, F)
                 if on_accept is not None and i < s - 1:
                     states.append(S.copy())
                     times.append(t_stage.copy())
                 F = call(t_stage, rows, S, same, full)
-                if full:
-                    K[:, i] = F
-                else:
-                    K[rows, i] = F
+            if watched:
+                K[rows, s - 1] = F
             acc_before = n_acc[rows] if watched else None
             if dense is not None:  # the step's start and stages, before the accepted ones overwrite them
                 Y_r, K_r = Y[rows], K[rows]
-            _finish_attempts(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j, tab.b_err_arr,
-                             tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
-                             n_acc, n_rej, nfe, exponent, beta)
             if watched:
+                _finish_attempts(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j, tab.b_err_arr,
+                                 tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
+                                 n_acc, n_rej, nfe, exponent, beta)
                 took = n_acc[rows] > acc_before
-            if dense is not None:
-                dense.add(rows[took], t_r[took], h_r[took], Y_r[took], K_r[took])
-            if record is not None:
-                record.append((rows[took], t_r[took], h_r[took], t[rows[took]]))
-            if on_accept is not None and took.any():
-                on_accept(rows[took], [x[took] for x in states], [x[took] for x in times], h_r[took])
+                if dense is not None:
+                    dense.add(rows[took], t_r[took], h_r[took], Y_r[took], K_r[took])
+                if record is not None:
+                    record.append((rows[took], t_r[took], h_r[took], t[rows[took]]))
+                if on_accept is not None and took.any():
+                    on_accept(rows[took], [x[took] for x in states], [x[took] for x in times], h_r[took])
+                rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
+                                      nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+            else:
+                rows = finish_and_next(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j,
+                                        tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last,
+                                        nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta, t_end,
+                                        min_step, status, max_step, max_steps, stretch, F)
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)
     status[status == RUNNING] = _loop.SUCCESS  # m == 1, an empty state or batch: nothing to do
     return _solution(t_out, ys, status, j, nfe, n_acc, n_rej, call.n_calls, shape, axis, method,

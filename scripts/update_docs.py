@@ -235,7 +235,29 @@ def render_cnf_matching(train):
                 cells.append(f"{r['kl']:.3f} +- {r['kl_se']:.3f}" if r else "")
             rows.append([f"NF K={k}" if kind == "nf" else f"CNF M={k}"] + cells)
     head = [""] + [t if t == "U1" else f"{t} (enveloped)" for t in targets]
-    return _table(head, rows)
+    text = _table(head, rows)
+    pairs, lower, exceptions = 0, 0, []
+    for t in targets:
+        for k in ks:
+            nf = next((r for r in results if r["target"] == t and r["kind"] == "nf" and r["k"] == k), None)
+            cnf = next((r for r in results if r["target"] == t and r["kind"] == "cnf" and r["k"] == k), None)
+            if nf and cnf:
+                pairs += 1
+                if cnf["kl"] < nf["kl"]:
+                    lower += 1
+                else:
+                    exceptions.append(f"`{t}` at `K = M = {k}` (NF {nf['kl']:.3f}, CNF {cnf['kl']:.3f})")
+    text += f"\nThe CNF is lower in {lower} of the {pairs} pairs"
+    text += (f"; not in {', '.join(exceptions)}.\n" if exceptions else ".\n")
+    cells = {kind: [r for r in results if r["kind"] == kind] for kind in ("nf", "cnf")}
+    if all(cells.values()):
+        nfe = [r["nfe_forward"] for r in cells["cnf"] if r.get("nfe_forward") is not None]
+        text += (f"Time per cell: NF {min(r['seconds'] for r in cells['nf']):.0f}-"
+                 f"{max(r['seconds'] for r in cells['nf']):.0f} s, CNF "
+                 f"{min(r['seconds'] for r in cells['cnf']):.0f}-{max(r['seconds'] for r in cells['cnf']):.0f} s"
+                 + (f" (final NFE forward {min(nfe):.0f}-{max(nfe):.0f})" if nfe else "")
+                 + f"; {sum(r['seconds'] for r in results) / 60:.0f} min of cell time in all.\n")
+    return text
 
 
 def render_latent_table2(runs):

@@ -142,3 +142,16 @@ def test_docs_script_keeps_the_indentation_of_a_table_in_a_list_and_gives_ranges
     assert lines[5] == ("  | adjoint (backsolve) | 4.0-5.0 ms / 2.0-2.5 ms (nfe 40) | 12.0-15.0 ms / 6.0-7.5 ms "
                         "(nfe 40) | **2.50-2.60x** / 2.50-2.60x | — | — |")
     assert "load average 3.0 at the start; 2026-12-02 00:00 UTC, load average 4.0" in lines[-2]
+
+
+def test_docs_script_counts_the_pairs_the_cnf_wins_from_the_results():
+    docs = _update_docs()
+    cell = dict(kl_se=0.01, seconds=10.0)
+    results = [dict(cell, target=t, kind=kind, k=k, kl=kl, nfe_forward=None if kind == "nf" else 50.0)
+               for t, k, nf, cnf in (("U1", 2, 0.9, 0.7), ("U1", 8, 0.69, 0.02), ("U2", 2, 0.05, 0.1))
+               for kind, kl in (("nf", nf), ("cnf", cnf))]
+    text = docs.render_cnf_matching({"matching": results})
+    assert "| CNF M=8 | 0.020 +- 0.010 |  |" in text
+    assert "The CNF is lower in 2 of the 3 pairs; not in `U2` at `K = M = 2` (NF 0.050, CNF 0.100)." in text
+    assert "NF 10-10 s, CNF 10-10 s (final NFE forward 50-50); 1 min of cell time in all." in text
+    assert docs.render_cnf_matching({"ml": {}}) is None   # a run of --task ml only: the table is kept

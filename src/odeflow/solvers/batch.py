@@ -124,7 +124,9 @@ def check_batch(y0_shape, t, batch_axis):
 
 def batch_layout(x, axis):
     """``x`` (user layout, batch along ``axis``) as a C-contiguous ``(batch, n)`` array."""
-    x = np.moveaxis(np.asarray(x), axis, 0)
+    x = np.asarray(x)
+    if axis:   # np.moveaxis costs ~8 us even when it moves nothing
+        x = np.moveaxis(x, axis, 0)
     return np.ascontiguousarray(x.reshape(x.shape[0], math.prod(x.shape[1:])))
 
 
@@ -146,7 +148,7 @@ class _Caller:
     """Calls ``func`` on the active rows in the user's layout and checks what it returns."""
 
     def __init__(self, func, sample_shape, axis, dtype, args):
-        self.func, self.sample_shape, self.axis, self.dtype, self.args = func, sample_shape, axis, dtype, args
+        self.func, self.sample_shape, self.axis, self.dtype, self.args = func, sample_shape, axis, np.dtype(dtype), args
         self.batch = 0  # set by integrate
         self.n_calls = 0
         self.flat = axis == 0 and len(sample_shape) == 1  # y is Y itself: no reshape either way
@@ -185,10 +187,11 @@ class _Caller:
         if f.shape != y.shape:
             raise ShapeError(f"`func` must return dy/dt with the shape of its `y` {y.shape} "
                              f"({k} active samples along batch_axis {self.axis}); returned shape {f.shape}")
-        if f.dtype.kind not in "biuf":
-            raise InputTypeError(f"`func` must return real numbers; returned dtype {f.dtype}")
+        dtype = f.dtype
+        if dtype is not self.dtype and dtype.kind not in "biuf":  # (the state's own dtype is real)
+            raise InputTypeError(f"`func` must return real numbers; returned dtype {dtype}")
         if self.flat:
-            if f.dtype == self.dtype and f.flags.c_contiguous:
+            if dtype is self.dtype and f.flags.c_contiguous:
                 return f
             return np.ascontiguousarray(f, dtype=self.dtype)
         if self.axis:
@@ -359,18 +362,30 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
 @kernel
 def _finish_and_next(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
                      err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta,
-                     t_end, min_step, status, max_step, max_steps, stretch, F_last):
-    """``K[b, s-1] = F_last[r]``, :func:`_finish_attempts`, then :func:`_next_attempts` in one
-    call (fewer dispatches and no NumPy indexing per step in the Python loop); returns the next
-    pass's rows."""
+                     t_end, min_step, status, max_step, max_steps, stretch, F_last, a1, c1, S, t_stage,
+                     same):
+    """``K[b, s-1] = F_last[r]``, :func:`_finish_attempts`, :func:`_next_attempts`, and the
+    next pass's first stage states into ``S``, ``t_stage`` (as :func:`_stage_states` with
+    ``a1 = A[1]``, ``c1 = c[1]``) in one call: fewer dispatches and no NumPy indexing per step
+    in the Python loop. Returns the next pass's rows."""
     s = K.shape[1]
     for r in range(rows.shape[0]):
         for q in range(K.shape[2]):
             K[rows[r], s - 1, q] = F_last[r, q]
     _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
                      err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta)
-    return _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
+    rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
                           nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+    # the next pass's first stage states (as _stage_states for i = 1); ``same[0]``: their times agree
+    agree = True
+    for r in range(rows.shape[0]):
+        b = rows[r]
+        _combine_row(Y, b, h[b], K, a1, 1, S, r)
+        t_stage[r] = t[b] + c1 * h[b]
+        if t_stage[r] != t_stage[0]:
+            agree = False
+    same[0] = agree
+    return rows
 
 
 def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
@@ -462,8 +477,11 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     sample_shape = shape[:axis] + shape[axis + 1:]
     Y = batch_layout(y0, axis)
     n = Y.shape[1]
-    rtol_b = batch_layout(rtol.reshape(shape), axis)
-    atol_b = batch_layout(atol.reshape(shape), axis)
+    # C-contiguous float64 and writeable, like every array the loop makes itself, so the kernels'
+    # argument types depend on y0's dtype alone (see the entry points below)
+    rtol_b = np.ascontiguousarray(batch_layout(rtol.reshape(shape), axis), dtype=np.float64)
+    atol_b = np.ascontiguousarray(batch_layout(atol.reshape(shape), axis), dtype=np.float64)
+    t_out = np.array(t_out, dtype=np.float64, order="C")
     s = tab.n_stages
     call = _Caller(func, sample_shape, axis, y0.dtype, args)
     call.batch = B
@@ -484,7 +502,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     if m > 1 and n > 0 and B > 0:
         K = np.empty((B, s, n), y0.dtype)
         all_rows = np.arange(B)
-        K[:, 0] = call(t, all_rows, Y)
+        K[:, 0] = call(t, all_rows, Y, None, True)
         nfe += 1
         bad = ~np.isfinite(K[:, 0]).all(axis=1)
         status[bad] = _loop.NONFINITE  # nothing can be integrated from there
@@ -497,13 +515,18 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         else:
             Y1, d1, h0, t1 = np.empty_like(Y), np.empty(B), np.empty(B), np.empty(B)
             _initial_trial(Y, K[:, 0], rtol_b, atol_b, interval, direction, t, Y1, d1, h0, t1)
-            ok = np.flatnonzero(~bad)
-            F1 = np.zeros_like(Y)
-            if ok.size:
-                F1[ok] = call(t1[ok], ok, Y1[ok])
-                nfe[ok] += 1
+            if not bad.any():   # the usual case: no copies of the rows
+                F1 = call(t1, all_rows, Y1, None, True)
+                nfe += 1
+            else:
+                ok = np.flatnonzero(~bad)
+                F1 = np.zeros_like(Y)
+                if ok.size:
+                    F1[ok] = call(t1[ok], ok, Y1[ok])
+                    nfe[ok] += 1
             _initial_steps(Y, K[:, 0], F1, rtol_b, atol_b, d1, h0, tab.error_order, interval, max_step, h_abs)
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
+        beta, stretch = float(beta), float(stretch)
         exponent = 1.0 / (tab.error_order + 1) - 0.75 * beta
         h, t_new, min_step = np.zeros(B), np.empty(B), np.empty(B)
         fresh = np.ones(B, np.bool_)
@@ -516,14 +539,17 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         watched = record is not None or on_accept is not None or dense is not None
         rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
                               nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+        same_buf = np.ones(1, np.bool_)
+        first_done = False   # stage 1 of this pass already computed by the last finish_and_next
         if rows.size:  # the kernels called per stage and per step, bound to this solve's types
+            key = Y.dtype.str   # every other argument's type is fixed by construction
             stage_states = entry_point(_stage_states, Y, h, K, A[1], 1, rows, S_buf[: rows.size], t, c[1],
-                                       t_buf[: rows.size], no_rows)
+                                       t_buf[: rows.size], no_rows, key=key)
             finish_and_next = entry_point(
                 _finish_and_next, rows, Y, S_buf[: rows.size], K, t, t_new, h, h_abs, direction, t_out, ys, j,
                 tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
-                n_acc, n_rej, nfe, exponent, beta, t_end, min_step, status, max_step, max_steps, stretch,
-                no_rows)
+                n_acc, n_rej, nfe, exponent, beta, t_end, min_step, status, max_step, int(max_steps), stretch,
+                no_rows, A[1], c[1], S_buf, t_buf, same_buf, key=key)
         while rows.size:
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
@@ -534,7 +560,10 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
             F = no_rows
             for i in range(1, s):
                 # stores the previous stage's F into K (none before stage 1: K[:, 0] is FSAL)
-                same = stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage, F)
+                if i == 1 and first_done:
+                    same = bool(same_buf[0])
+                else:
+                    same = stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage, F)
                 if on_accept is not None and i < s - 1:
                     states.append(S.copy())
                     times.append(t_stage.copy())
@@ -557,11 +586,14 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                     on_accept(rows[took], [x[took] for x in states], [x[took] for x in times], h_r[took])
                 rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
                                       nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
+                first_done = False
             else:
                 rows = finish_and_next(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j,
                                         tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last,
                                         nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta, t_end,
-                                        min_step, status, max_step, max_steps, stretch, F)
+                                        min_step, status, max_step, max_steps, stretch, F, A[1], c[1], S_buf,
+                                        t_buf, same_buf)
+                first_done = True
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)
     status[status == RUNNING] = _loop.SUCCESS  # m == 1, an empty state or batch: nothing to do
     return _solution(t_out, ys, status, j, nfe, n_acc, n_rej, call.n_calls, shape, axis, method,
@@ -574,12 +606,16 @@ def _solution(t_out, ys, status, j, nfe, n_acc, n_rej, n_calls, shape, axis, met
     from odeflow.solvers.integrate import STATUS, failure_message  # integrate imports this module
 
     B, m = t_out.shape
-    names = np.array([STATUS[int(code)][0] for code in status]) if B else np.empty(0, "<U20")
+    if B and np.all(status == _loop.SUCCESS):
+        names = np.full(B, STATUS[_loop.SUCCESS][0])
+    else:
+        names = np.array([STATUS[int(code)][0] for code in status]) if B else np.empty(0, "<U20")
     stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
              "status": names, "n_calls": n_calls, "sample_evaluations": int(nfe.sum())}
     failed = np.flatnonzero(status != _loop.SUCCESS)
     rows = int(j.min()) if failed.size and B else m
-    y = np.moveaxis(ys[:, :rows].reshape((B, rows) + shape[:axis] + shape[axis + 1:]), 0, axis + 1)
+    y = ys[:, :rows].reshape((B, rows) + shape[:axis] + shape[axis + 1:])
+    y = np.swapaxes(y, 0, 1) if axis == 0 else np.moveaxis(y, 0, axis + 1)
     t_done = t_out[:, :rows].copy()
     if not failed.size:
         return BatchSolution(t_done, np.ascontiguousarray(y), stats, "success",

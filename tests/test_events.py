@@ -237,3 +237,22 @@ def test_event_samples_trades_roots_per_step_for_speed():
     assert found[2].size == 1          # two of the three roots share a sub-interval: invisible
     with pytest.raises(InputError, match=r"`options\['event_samples'\]` must be a positive integer; got 0"):
         odeflow.solve(_never_called, [0.0], [0.0, 1.0], events=wave, options={"event_samples": 0})
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_two_events_in_one_sub_interval_are_both_located_on_the_solution(order):
+    # y = t; roots 0.3 and 0.31 fall in the same quarter of one step. Old code: refining the first
+    # event reused the interpolation buffer holding the sample's state, so the second event function
+    # was evaluated on a refinement iterate, its crossing was pushed into the next sub-interval and
+    # "located" there at 0.333325 (error 0.023) when g0 came first in the list
+    def g0(t, y):
+        return y[0] - 0.3
+
+    def g1(t, y):
+        return y[0] - 0.31
+    events = [(g0, g1)[i] for i in order]
+    sol = odeflow.solve(lambda t, y: np.ones(1), np.array([0.0]), np.array([0.0, 1.0]), events=events)
+    roots = {g0: 0.3, g1: 0.31}
+    for fn, t_ev, y_ev in zip(events, sol.t_events, sol.y_events):
+        np.testing.assert_allclose(t_ev, [roots[fn]], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(y_ev[:, 0], [roots[fn]], rtol=0, atol=1e-12)

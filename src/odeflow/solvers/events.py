@@ -56,6 +56,7 @@ _MAX_ITER = 200        # refinement iterations (typically < 12; bisection bounds
 # codes returned by an event step: NONE, or k >= 0 (terminal event k stopped the solve),
 # or -(k + 2) (event function k returned a non-finite value)
 NONE = -1
+CROSSING = -2 ** 62   # internal to a step: some event function changes sign (never returned)
 
 
 def event_name(fn, k):
@@ -254,6 +255,65 @@ def make_event_step(g_one, jitted):
             width = new_width
         return b
 
+    @inline
+    def signs(t_b, state, shape, ev, g_left, g_right, fargs):
+        """``g_right[k] = g_k(t_b, state)`` for every event; returns ``NONE`` when no
+        event function changes sign (as its ``direction`` allows) since ``g_left``,
+        ``CROSSING`` when one does, ``-(k + 2)`` when ``g_k`` is not finite."""
+        terminal, direction, _, samples = ev
+        code = NONE
+        for k in range(terminal.shape[0]):
+            gb = g_one(k, t_b, state, shape, fargs)
+            if not math.isfinite(gb):
+                return -(k + 2)
+            g_right[k] = gb
+            ga = g_left[k]
+            if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
+                if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
+                    code = CROSSING
+        return code
+
+    @call
+    def locate(t_a, t_b, t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
+               roots, work, w, ev_t, ev_k, ev_y, n_found, fargs):
+        """Refine and record, in time order, the events of the sub-interval ``[t_a, t_b]``
+        (``g`` at its ends in ``g_left``, ``g_right``; at least one crosses). Out of the
+        per-step code: it runs only where an event is. Returns ``(n_found, code)`` as
+        :func:`event_step`."""
+        terminal, direction, _, samples = ev
+        n_ev = terminal.shape[0]
+        sign = 1.0 if h > 0.0 else -1.0
+        for k in range(n_ev):
+            roots[k] = np.nan
+            ga, gb = g_left[k], g_right[k]
+            if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
+                if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
+                    root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
+                                                        y_end, shape, work, w, fargs)
+                    if not math.isfinite(root):
+                        return n_found, -(k + 2)
+                    roots[k] = root
+        while True:  # record this sub-interval's events in time order
+            first = -1
+            for k in range(n_ev):
+                if math.isfinite(roots[k]) and (first < 0 or sign * (roots[k] - roots[first]) < 0.0):
+                    first = k
+            if first < 0:
+                break
+            tr = roots[first]
+            roots[first] = np.nan
+            ev_t[n_found] = tr
+            ev_k[n_found] = first
+            if tr == t_new:
+                ev_y[n_found] = y_end
+            else:
+                dense_eval_scratch(y, h, K, P, (tr - t) / h, w, ev_y[n_found])
+            n_found += 1
+            counts[first] += 1
+            if terminal[first] > 0 and counts[first] >= terminal[first]:
+                return n_found, first
+        return n_found, NONE
+
     @call
     def event_step(t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left, g_right,
                    roots, work, w, ev_t, ev_k, ev_y, n_found, fargs):
@@ -273,49 +333,27 @@ def make_event_step(g_one, jitted):
         Returns ``(n_found, code)``: ``code`` is ``NONE``,
         ``k >= 0`` when terminal event ``k`` stopped the solve (its time and
         state are the last record), or ``-(k + 2)`` when ``g_k`` was not finite.
+
+        Every event function is evaluated at a sample before any is refined
+        (:func:`locate`, out of line: it runs only where an event is), because the
+        refinement reuses ``work``, which holds an interior sample's state.
         """
-        terminal, direction, _, samples = ev
-        n_ev = terminal.shape[0]
-        sign = 1.0 if h > 0.0 else -1.0
+        samples = ev[3]
+        n_ev = g_left.shape[0]
         t_a = t
         for sub in range(1, samples + 1):
-            t_b = t_new if sub == samples else t + (sub / samples) * h
-            found = False
-            state = state_at(t_b, t, h, t_new, y, K, P, y_end, work, w)
-            for k in range(n_ev):
-                gb = g_one(k, t_b, state, shape, fargs)
-                if not math.isfinite(gb):
-                    return n_found, -(k + 2)
-                g_right[k] = gb
-                roots[k] = np.nan
-                ga = g_left[k]
-                if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
-                    if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
-                        root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
-                                                            y_end, shape, work, w, fargs)
-                        if not math.isfinite(root):
-                            return n_found, -(k + 2)
-                        roots[k] = root
-                        found = True
-            while found:  # record this sub-interval's events in time order
-                first = -1
-                for k in range(n_ev):
-                    if math.isfinite(roots[k]) and (first < 0 or sign * (roots[k] - roots[first]) < 0.0):
-                        first = k
-                if first < 0:
-                    break
-                tr = roots[first]
-                roots[first] = np.nan
-                ev_t[n_found] = tr
-                ev_k[n_found] = first
-                if tr == t_new:
-                    ev_y[n_found] = y_end
-                else:
-                    dense_eval_scratch(y, h, K, P, (tr - t) / h, w, ev_y[n_found])
-                n_found += 1
-                counts[first] += 1
-                if terminal[first] > 0 and counts[first] >= terminal[first]:
-                    return n_found, first
+            if sub == samples:
+                t_b = t_new
+                code = signs(t_b, y_end, shape, ev, g_left, g_right, fargs)
+            else:
+                t_b = t + (sub / samples) * h
+                dense_eval_scratch(y, h, K, P, (t_b - t) / h, w, work)
+                code = signs(t_b, work, shape, ev, g_left, g_right, fargs)
+            if code == CROSSING:
+                n_found, code = locate(t_a, t_b, t, h, t_new, y, K, P, y_end, shape, ev, counts, g_left,
+                                       g_right, roots, work, w, ev_t, ev_k, ev_y, n_found, fargs)
+            if code != NONE:
+                return n_found, code
             for k in range(n_ev):
                 g_left[k] = g_right[k]
             t_a = t_b

@@ -123,3 +123,17 @@ def test_a_per_component_tolerance_means_the_same_in_odeint_regularized_as_in_od
     yr, _ = odeint_regularized(f, Tensor(y0), [0.0, 1.0], [kinetic_energy()], rtol=1e-8, atol=atol, stats=reg)
     assert reg["forward"]["nfe"] == plain["forward"]["nfe"]  # old code: 56 != 50
     np.testing.assert_allclose(yr.data, ys.data, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("call, error, pattern", [
+    (lambda: nn.MLP(2), odeflow.InputTypeError, r"`sizes` must be a sequence of layer widths"),
+    (lambda: nn.MLP([2.7, 3]), odeflow.InputTypeError, r"`sizes\[0\]` must be an int; got float 2.7"),
+    (lambda: nn.MLP([2, 0, 2]), odeflow.InputError, r"`sizes\[1\]` must be >= 1; got 0"),
+    (lambda: __import__("odeflow.models.cnf_dynamics").models.cnf_dynamics.ConcatSquashMLP(2),
+     odeflow.InputTypeError, r"`sizes` must be a sequence of layer widths"),
+])
+def test_layer_sizes_are_checked_by_name(call, error, pattern):
+    # old code: TypeError "'int' object is not iterable" (MLP(2), ConcatSquashMLP(2)), a width 2.7
+    # silently truncated to 2, and a width 0 left to fail inside init
+    with pytest.raises(error, match=pattern):
+        call()

@@ -240,7 +240,7 @@ class Recorder:
         self.n_evals += 1
         data = out.data
         if out.requires_grad:
-            new = []
+            new, leaf = [], None
             for leaf in _leaves(out):
                 if id(leaf) in self._found:
                     self._reads[id(leaf)] += 1

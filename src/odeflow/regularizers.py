@@ -263,20 +263,28 @@ class Regularization:
     penalty: Tensor
 
 
-def penalty_tolerances(rtol, atol, n, k, batch):
+def penalty_tolerances(rtol, atol, n, k, batch, shape=None):
     """Per-channel tolerances ``(batch, n + k)`` leaving the ``k`` penalty channels out of
     the error norm while the RMS over the ``n`` state channels is unchanged.
 
     The penalty channels get a scale so large their error ratio is ~0; the
     others a scale shrunk by ``sqrt(n / (n + k))``, so that the RMS over all
     ``n + k`` channels equals the RMS over the state's ``n``.
+
+    With `shape` (the state's own shape, ``batch * n`` values) a tolerance is
+    broadcast against it as :func:`odeflow.odeint` broadcasts it against
+    ``y0`` (a per-component ``(n,)`` tolerance applies to every sample);
+    without, it is a scalar or holds ``batch * n`` values in the state's order.
     """
     shrink = math.sqrt(n / (n + k))
 
     def spread(tol, name):
         tol = np.asarray(tol, dtype=np.float64)
         try:
-            state = np.broadcast_to(tol.reshape(tol.shape if tol.ndim == 0 else (batch, -1)), (batch, n))
+            if shape is not None:
+                state = np.broadcast_to(tol, shape).reshape(batch, n)
+            else:
+                state = np.broadcast_to(tol.reshape(tol.shape if tol.ndim == 0 else (batch, -1)), (batch, n))
         except ValueError:
             raise ShapeError(f"`{name}` of shape {tol.shape} does not broadcast to the state "
                              f"({batch} samples of {n} values)") from None
@@ -301,9 +309,9 @@ def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e
     gradient : {"adjoint", "backprop"}, default "adjoint"
         :func:`odeflow.odeint_adjoint` (with `adjoint_mode`, `adjoint_options`)
         or backpropagation through the solver.
-    rtol, atol : float or array_like of y0's shape
-        Tolerances of the state; the penalty channels are left out of the
-        error norm (module docstring).
+    rtol, atol : float or array_like broadcastable to y0's shape
+        Tolerances of the state, as for :func:`odeflow.odeint`; the penalty
+        channels are left out of the error norm (module docstring).
     method, options
         As :func:`odeflow.odeint`.
     rng : int or numpy.random.Generator, optional
@@ -344,7 +352,7 @@ def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e
     eps = draw_probe((batch, n), probe, np.random.default_rng(rng))
     aug = RegularizedDynamics(lambda s, z: func(s, ops.reshape(z, y0.shape)), shape, regs, direction, eps)
     z0 = ops.concatenate([ops.reshape(y0, (batch, n)), Tensor(np.zeros((batch, k), dtype=y0.dtype))], axis=1)
-    rtol_z, atol_z = penalty_tolerances(rtol, atol, n, k, batch)
+    rtol_z, atol_z = penalty_tolerances(rtol, atol, n, k, batch, shape=tuple(y0.shape))
     kwargs = dict(rtol=rtol_z, atol=atol_z, method=method, options=options, stats=stats)
     if gradient == "backprop":
         zs = odeint_backprop(aug, z0, t, **kwargs)

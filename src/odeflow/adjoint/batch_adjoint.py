@@ -162,7 +162,11 @@ def odeint_adjoint_batch(func, y0, t, batch_axis, *, rtol=1e-7, atol=1e-9, metho
                     if leaf is not y_t and id(leaf) not in known:
                         raise unknown_leaf_error(leaf, np.max(t_arg))
             cot = -A if weight is None else -A * weight[:, None]
-            grads = gradients(f, [y_t] + (params if with_params else []), grad_outputs=cot, allow_unused=True)
+            # retain_graph: func may read a Tensor computed before the solve (an encoder's output); the
+            # graph upstream of it must survive for the next evaluation (without it the first walk freed
+            # it and that Tensor's leaves got ~1e-3 instead of ~3: the unbatched adjoint's issue 11)
+            grads = gradients(f, [y_t] + (params if with_params else []), grad_outputs=cot, allow_unused=True,
+                              retain_graph=True)
         g_y = np.zeros_like(Y) if grads[0] is None else grads[0].data
         g_p = [np.zeros_like(p.data) if g is None else g.data for p, g in zip(params, grads[1:])] \
             if with_params else None

@@ -415,7 +415,6 @@ class CNF(Module):
         if self.steer is not None and is_grad_enabled():
             end = steer_end_time(0.0, end, self.steer, rng)
         t = end * Tensor(fractions)
-        params = list(self.dynamics.parameters())
         rtol, atol = self.rtol, self.atol
         if k:  # the penalty channels stay out of the step-size control
             rtol, atol = penalty_tolerances(rtol, atol, self.dim + 1, k, batch)
@@ -426,7 +425,11 @@ class CNF(Module):
         if self.gradient == "backprop" and is_grad_enabled():
             ys = odeint_backprop(func, y0, t, stats=stats, **kwargs)
         else:
-            ys = odeint_adjoint(func, y0, t, adjoint_params=params, adjoint_mode=self.adjoint_mode,
+            # the parameters are found by watching the forward solve, as backprop's graph reaches
+            # them: a Tensor the dynamics reads that is not one of its parameters (a conditioning
+            # context from an encoder) gets its gradient too; `adjoint_params=dynamics.parameters()`
+            # made it a constant, its gradient silently None
+            ys = odeint_adjoint(func, y0, t, adjoint_mode=self.adjoint_mode,
                                 adjoint_options=self.adjoint_options, stats=stats, **kwargs)
         if k:
             stats["regularization"] = collect(self.regularizers, ys[:, :, self.dim + 1:])

@@ -31,7 +31,7 @@ from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
 from odeflow.errors import InputError, InputTypeError
 from odeflow.nn import MLP, Module, Parameter, init
-from odeflow.nn.layers import _activation
+from odeflow.nn.layers import _activation, layer_sizes
 
 __all__ = ["ConcatSquashLinear", "ConcatSquashMLP", "HyperPlanarDynamics", "positive_int"]
 
@@ -109,12 +109,14 @@ class ConcatSquashMLP(Module):
 
     Raises
     ------
+    InputTypeError
+        `sizes` not a sequence of ints (named).
     InputError
         Fewer than two sizes, first and last sizes differ, or an unknown activation.
     """
 
     def __init__(self, sizes, activation="tanh", rng=None, dtype=np.float64):
-        sizes = [positive_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
+        sizes = layer_sizes(sizes)
         if len(sizes) < 2 or sizes[0] != sizes[-1]:
             raise InputError(f"`sizes` must run from the data dimension back to it, e.g. "
                              f"(2, 64, 2); got {sizes}")

@@ -112,10 +112,6 @@ def solve_on_union(func, z0, times, mask=None, t0=0.0, *, gradient="backprop", r
     return _solve_gather(func, z0, t_union, index, gradient, False, rtol, atol, method, options, stats)
 
 
-def _parameters(func):
-    return func.parameters() if isinstance(func, Module) else None
-
-
 def per_sample_times(times, mask, t0):
     """Each row's own sorted times, starting at ``t0``, padded to one length, and where each entry sits.
 
@@ -176,9 +172,11 @@ def _solve_gather(func, z0, grid, index, gradient, per_sample, rtol, atol, metho
     if grid.shape[-1] == 1:  # everything observed at t0
         zs = ops.expand_dims(z0, 0)
     elif gradient == "adjoint":
+        # parameters found by watching the forward solve (a Tensor func reads that is not one of a
+        # Module's parameters gets its gradient, as with backprop; adjoint_params=func.parameters()
+        # made it a constant, its gradient silently None)
         zs = odeint_adjoint(func, z0, grid, rtol=rtol, atol=atol, method=method, options=options,
-                            adjoint_params=_parameters(func), stats=stats,
-                            batch_axis=0 if per_sample else None)
+                            stats=stats, batch_axis=0 if per_sample else None)
     elif per_sample:
         zs = odeint_batch_backprop(func, z0, grid, 0, rtol=rtol, atol=atol, method=method, options=options,
                                    stats=stats)

@@ -17,12 +17,13 @@ References
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import InputError, ShapeError
+from odeflow.errors import InputError, InputTypeError, ShapeError
 from odeflow.nn import fused_mlp, init
 from odeflow.nn.module import Module, Parameter
 
@@ -148,6 +149,30 @@ class Sequential(Module):
         return x
 
 
+def layer_sizes(sizes, name="sizes"):
+    """`sizes` as a list of ints >= 1, each entry checked and named.
+
+    Raises
+    ------
+    InputTypeError
+        `sizes` is not a sequence, or an entry is not an int (a float width
+        such as 2.7 was silently truncated to 2 before).
+    InputError
+        An entry is below 1.
+    """
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+        raise InputTypeError(f"`{name}` must be a sequence of layer widths, e.g. (2, 64, 2); got "
+                             f"{type(sizes).__name__} {sizes!r}")
+    out = []
+    for i, s in enumerate(sizes):
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+            raise InputTypeError(f"`{name}[{i}]` must be an int; got {type(s).__name__} {s!r}")
+        if s < 1:
+            raise InputError(f"`{name}[{i}]` must be >= 1; got {s}")
+        out.append(int(s))
+    return out
+
+
 class MLP(Sequential):
     """Multilayer perceptron: Linear layers with an activation between them.
 
@@ -174,15 +199,17 @@ class MLP(Sequential):
 
     Raises
     ------
+    InputTypeError
+        `sizes` not a sequence of ints (named).
     InputError
-        Fewer than two sizes, or an unknown activation.
+        Fewer than two sizes, a width below 1, or an unknown activation.
     """
 
     fused = True  # class default: MLPs built before this attribute existed stay fused
 
     def __init__(self, sizes, activation="tanh", final_activation=None, bias: bool = True,
                  rng=None, dtype=np.float64, fused: bool = True):
-        sizes = [int(s) for s in sizes]
+        sizes = layer_sizes(sizes)
         if len(sizes) < 2:
             raise InputError(f"`sizes` needs an input and an output width; got {sizes}")
         rng = init.as_generator(rng)

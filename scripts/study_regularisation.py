@@ -84,15 +84,16 @@ def figure(paths, out):
     import matplotlib.pyplot as plt
     rows = [json.loads(line) for p in paths for line in open(p) if line.startswith("{")]
     models = list(dict.fromkeys(r["model"] for r in rows))
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 5.6), squeeze=False)
     for ax, model in zip(axes[0], models):
         arms = {}
         for r in rows:
             if r["model"] == model:
-                label = "plain" if r["arm"] == "plain" else (
-                    f"kinetic {r['kinetic']:g}, Jacobian {r['jacobian']:g}"
-                    + (f", STEER {r['steer']:g}" if r.get("steer") else "")
-                    + (", T fixed" if r.get("fixed_end_time") else ""))
+                parts = [(f"kinetic {r['kinetic']:g}" if r["kinetic"] else ""),
+                         (f"Jacobian {r['jacobian']:g}" if r["jacobian"] else ""),
+                         (f"STEER {r['steer']:g}" if r.get("steer") else ""),
+                         ("T fixed" if r.get("fixed_end_time") else "")]
+                label = ", ".join(p for p in parts if p) or "plain"
                 arms.setdefault(label, []).append(np.asarray(r["nfe_forward_history"], dtype=float))
         for label, runs in arms.items():
             n = min(len(h) for h in runs)
@@ -103,7 +104,7 @@ def figure(paths, out):
         ax.set_xlabel("training step")
         ax.set_ylabel("NFE of the forward solve (mean over seeds)")
         ax.set_title({"cnf": "CNF, 8gaussians", "odenet": "ODE-Net, 8x8 digits"}.get(model, model))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # below: no curve hidden
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)

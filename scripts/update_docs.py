@@ -636,9 +636,8 @@ def render_regularisation(rows):
                 errors = statistics.mean(1 - r["test_acc"] for r in group)
                 quality = (", ".join(str(r["test_errors"]) for r in group)
                            + f" of 359 (mean {100 * errors:.2f} %)")
-            label = "plain" if not (kin or jac or steer) else (
-                f"kinetic {kin:g}, Jacobian {jac:g}" + (f", STEER {steer:g}" if steer else "")
-                + (", T fixed" if fixed else ""))
+            label = ", ".join([f"kinetic {kin:g}"] * bool(kin) + [f"Jacobian {jac:g}"] * bool(jac)
+                              + [f"STEER {steer:g}"] * bool(steer) + ["T fixed"] * fixed) or "plain"
             out.append([{"cnf": "CNF 8gaussians", "odenet": "ODE-Net digits"}.get(model, model), label,
                         ", ".join(str(r["seed"]) for r in group), f"{nfe:.1f}",
                         f"{plain_nfe / nfe:.2f}x" if plain_nfe else "-", quality,

@@ -58,6 +58,10 @@ from odeflow.solvers.validate import derivative_array, first_time_fault
 __all__ = ["solve_batch", "prepare_batch", "integrate", "check_batch", "BatchSolution", "batch_layout"]
 
 RUNNING = -1  # sample status while integrating; then one of loop.SUCCESS ... NONFINITE
+# the rows of the loop's packed per-sample state (one array per dtype, see _finish_and_next)
+FLOAT_ROWS = ("t", "t_new", "h", "h_abs", "direction", "err_prev", "t_end", "min_step")
+BOOL_ROWS = ("rejected_last", "nonfinite_last", "fresh")
+INT_ROWS = ("j", "n_acc", "n_rej", "nfe", "status")
 
 
 class BatchSolution(Solution):
@@ -301,12 +305,16 @@ def _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, reject
 
 
 @kernel
-def _stage_states(Y, h, K, a, i, rows, out, t, c_i, t_stage, F_prev):
+def _stage_states(Y, fl, K, A, c, i, rows, out, t_stage, F_prev):
     """``K[b, i-1] = F_prev[r]`` (the previous stage's derivatives; skipped when
-    ``F_prev`` has no rows), then ``out[r] = Y[b] + h[b] * sum_{j<i} a[j] K[b, j]``
-    (HNW eq. 1.8) and ``t_stage[r] = t[b] + c_i h[b]`` for ``b = rows[r]``;
-    returns whether all ``t_stage`` agree. One call per stage: the scatter of
-    ``func``'s rows into ``K`` costs no separate NumPy indexing."""
+    ``F_prev`` has no rows), then ``out[r] = Y[b] + h[b] * sum_{j<i} A[i, j] K[b, j]``
+    (HNW eq. 1.8) and ``t_stage[r] = t[b] + c[i] h[b]`` for ``b = rows[r]``, with ``t``,
+    ``h`` the rows of the packed state ``fl`` (:data:`FLOAT_ROWS`); returns whether all
+    ``t_stage`` agree. One call per stage: the scatter of ``func``'s rows into ``K``
+    costs no separate NumPy indexing."""
+    t, h = fl[0], fl[2]
+    a = A[i]
+    c_i = c[i]
     same = True
     scatter = F_prev.shape[0] == rows.shape[0]
     for r in range(rows.shape[0]):
@@ -360,14 +368,18 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
 
 
 @kernel
-def _finish_and_next(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j, b_err, P, rtol, atol,
-                     err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta,
-                     t_end, min_step, status, max_step, max_steps, stretch, F_last, a1, c1, S, t_stage,
-                     same):
+def _finish_and_next(rows, Y, Y1, K, fl, bl, il, t_out, ys, b_err, P, rtol, atol, exponent, beta,
+                     max_step, max_steps, stretch, F_last, a1, c1, S, t_stage, same):
     """``K[b, s-1] = F_last[r]``, :func:`_finish_attempts`, :func:`_next_attempts`, and the
     next pass's first stage states into ``S``, ``t_stage`` (as :func:`_stage_states` with
     ``a1 = A[1]``, ``c1 = c[1]``) in one call: fewer dispatches and no NumPy indexing per step
-    in the Python loop. Returns the next pass's rows."""
+    in the Python loop. The per-sample state comes packed (:data:`FLOAT_ROWS`, :data:`BOOL_ROWS`,
+    :data:`INT_ROWS` of ``fl``, ``bl``, ``il``): every array argument costs its unboxing on each
+    call. Returns the next pass's rows."""
+    t, t_new, h, h_abs, direction, err_prev, t_end, min_step = (fl[0], fl[1], fl[2], fl[3], fl[4], fl[5],
+                                                                 fl[6], fl[7])
+    rejected_last, nonfinite_last, fresh = bl[0], bl[1], bl[2]
+    j, n_acc, n_rej, nfe, status = il[0], il[1], il[2], il[3], il[4]
     s = K.shape[1]
     for r in range(rows.shape[0]):
         for q in range(K.shape[2]):
@@ -485,18 +497,21 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     s = tab.n_stages
     call = _Caller(func, sample_shape, axis, y0.dtype, args)
     call.batch = B
-    nfe = np.zeros(B, np.int64)
-    n_acc = np.zeros(B, np.int64)
-    n_rej = np.zeros(B, np.int64)
-    status = np.full(B, RUNNING, np.int64)
+    fl = np.zeros((len(FLOAT_ROWS), B))
+    bl = np.zeros((len(BOOL_ROWS), B), np.bool_)
+    il = np.zeros((len(INT_ROWS), B), np.int64)
+    t, t_new, h, h_abs, direction, err_prev, t_end, min_step = fl   # views: rows of the packed state
+    rejected_last, nonfinite_last, fresh = bl
+    j, n_acc, n_rej, nfe, status = il
+    status[:] = RUNNING
     ys = np.empty((B, m, n), y0.dtype)
     ys[:, 0] = Y
     # outputs repeating a sample's start time are its start state: no step ever reaches them
-    j = np.cumprod(t_out == t_out[:, :1], axis=1).sum(axis=1).astype(np.int64)  # next output to fill
+    j[:] = np.cumprod(t_out == t_out[:, :1], axis=1).sum(axis=1)  # next output to fill
     for b in np.flatnonzero(j > 1):
         ys[b, 1:j[b]] = Y[b]
-    t = t_out[:, 0].copy()
-    t_end = t_out[:, m - 1].copy()
+    t[:] = t_out[:, 0]
+    t_end[:] = t_out[:, m - 1]
     fail_t = t.copy()
     fail_h = np.zeros(B)
     if m > 1 and n > 0 and B > 0:
@@ -506,10 +521,9 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         nfe += 1
         bad = ~np.isfinite(K[:, 0]).all(axis=1)
         status[bad] = _loop.NONFINITE  # nothing can be integrated from there
-        direction = np.where(t_end > t, 1.0, -1.0)
+        direction[:] = np.where(t_end > t, 1.0, -1.0)
         interval = np.abs(t_end - t)
         max_step = float(opts.get("max_step") or np.inf)
-        h_abs = np.empty(B)
         if opts.get("first_step"):
             h_abs[:] = np.minimum(np.minimum(float(opts["first_step"]), interval), max_step)
         else:
@@ -528,11 +542,8 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         beta, stretch = CONTROLLERS[opts.get("controller") or "pi"]
         beta, stretch = float(beta), float(stretch)
         exponent = 1.0 / (tab.error_order + 1) - 0.75 * beta
-        h, t_new, min_step = np.zeros(B), np.empty(B), np.empty(B)
-        fresh = np.ones(B, np.bool_)
-        rejected_last = np.zeros(B, np.bool_)
-        nonfinite_last = np.zeros(B, np.bool_)
-        err_prev = np.full(B, PI_ERR_PREV0)
+        fresh[:] = True
+        err_prev[:] = PI_ERR_PREV0
         A, c = tab.A_arr, tab.c_arr
         S_buf, t_buf = np.empty((B, n), y0.dtype), np.empty(B)
         no_rows = np.empty((0, n), y0.dtype)
@@ -543,13 +554,12 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         first_done = False   # stage 1 of this pass already computed by the last finish_and_next
         if rows.size:  # the kernels called per stage and per step, bound to this solve's types
             key = Y.dtype.str   # every other argument's type is fixed by construction
-            stage_states = entry_point(_stage_states, Y, h, K, A[1], 1, rows, S_buf[: rows.size], t, c[1],
+            stage_states = entry_point(_stage_states, Y, fl, K, A, c, 1, rows, S_buf[: rows.size],
                                        t_buf[: rows.size], no_rows, key=key)
             finish_and_next = entry_point(
-                _finish_and_next, rows, Y, S_buf[: rows.size], K, t, t_new, h, h_abs, direction, t_out, ys, j,
-                tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last, nonfinite_last, fresh,
-                n_acc, n_rej, nfe, exponent, beta, t_end, min_step, status, max_step, int(max_steps), stretch,
-                no_rows, A[1], c[1], S_buf, t_buf, same_buf, key=key)
+                _finish_and_next, rows, Y, S_buf[: rows.size], K, fl, bl, il, t_out, ys, tab.b_err_arr,
+                tab.P_arr, rtol_b, atol_b, exponent, beta, max_step, int(max_steps), stretch, no_rows, A[1], c[1],
+                S_buf, t_buf, same_buf, key=key)
         while rows.size:
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
@@ -563,7 +573,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                 if i == 1 and first_done:
                     same = bool(same_buf[0])
                 else:
-                    same = stage_states(Y, h, K, A[i], i, rows, S, t, c[i], t_stage, F)
+                    same = stage_states(Y, fl, K, A, c, i, rows, S, t_stage, F)
                 if on_accept is not None and i < s - 1:
                     states.append(S.copy())
                     times.append(t_stage.copy())
@@ -588,11 +598,9 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                                       nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
                 first_done = False
             else:
-                rows = finish_and_next(rows, Y, S, K, t, t_new, h, h_abs, direction, t_out, ys, j,
-                                        tab.b_err_arr, tab.P_arr, rtol_b, atol_b, err_prev, rejected_last,
-                                        nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta, t_end,
-                                        min_step, status, max_step, max_steps, stretch, F, A[1], c[1], S_buf,
-                                        t_buf, same_buf)
+                rows = finish_and_next(rows, Y, S, K, fl, bl, il, t_out, ys, tab.b_err_arr, tab.P_arr, rtol_b,
+                                       atol_b, exponent, beta, max_step, max_steps, stretch, F, A[1], c[1],
+                                       S_buf, t_buf, same_buf)
                 first_done = True
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)
     status[status == RUNNING] = _loop.SUCCESS  # m == 1, an empty state or batch: nothing to do
@@ -610,6 +618,7 @@ def _solution(t_out, ys, status, j, nfe, n_acc, n_rej, n_calls, shape, axis, met
         names = np.full(B, STATUS[_loop.SUCCESS][0])
     else:
         names = np.array([STATUS[int(code)][0] for code in status]) if B else np.empty(0, "<U20")
+    nfe, n_acc, n_rej = nfe.copy(), n_acc.copy(), n_rej.copy()   # own arrays, not rows of the loop's state
     stats = {"nfe": nfe, "n_steps": n_acc + n_rej, "n_accepted": n_acc, "n_rejected": n_rej,
              "status": names, "n_calls": n_calls, "sample_evaluations": int(nfe.sum())}
     failed = np.flatnonzero(status != _loop.SUCCESS)

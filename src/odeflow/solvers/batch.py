@@ -264,6 +264,9 @@ def _initial_steps(Y, F0, F1, rtol, atol, d1, h0, error_order, interval, max_ste
     for b in range(Y.shape[0]):
         for i in range(Y.shape[1]):
             diff[i] = F1[b, i] - F0[b, i]
+        if h0[b] == 0.0:   # a zero-length interval: no step is ever taken (and no 0 / 0)
+            h_abs[b] = 0.0
+            continue
         d2 = scaled_rms(diff, Y[b], rtol[b], atol[b]) / h0[b]
         h_abs[b] = initial_step(h0[b], d1[b], d2, error_order, interval[b], max_step)
 

@@ -286,7 +286,7 @@ def render_latent_hare_lynx(runs):
     h = runs[0]["hare_lynx"]
     species = list(h["extrapolation_rmse"])
     years = h["test_years"]
-    rows = [[f"latent ODE (first run)"] + [f"{h['extrapolation_rmse'][s]:.2f}" for s in species]]
+    rows = [["latent ODE (first run)"] + [f"{h['extrapolation_rmse'][s]:.2f}" for s in species]]
     if len(runs) > 1:
         rows.append([f"latent ODE, {len(runs)} runs: median (worst)"]
                     + [f"{statistics.median(r['hare_lynx']['extrapolation_rmse'][s] for r in runs):.1f} "

@@ -13,7 +13,7 @@ import numpy as np
 from odeflow.errors import TrainingError
 from odeflow.experiments.checkpoint import atomic_savez, load_npz  # noqa: F401 (re-exported)
 
-__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "phase", "check_finite", "save_figure",
+__all__ = ["output_dir", "atomic_savez", "load_npz", "progress", "check_finite", "save_figure",
            "matplotlib_pyplot", "median_seconds", "interleaved_medians", "one_blas_thread"]
 
 

@@ -34,7 +34,6 @@ from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
 from odeflow.errors import InputError, ShapeError
 from odeflow.models.encoders import check_batch
-from odeflow.nn import Module
 
 __all__ = ["GRADIENTS", "GRIDS", "union_times", "per_sample_times", "solve_on_union", "solve_per_sample",
            "solve_times"]

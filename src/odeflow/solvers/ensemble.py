@@ -47,7 +47,7 @@ from odeflow.solvers.controller import CONTROLLERS
 from odeflow.solvers.jit import is_jitted
 from odeflow.solvers.kernels import all_finite
 from odeflow.solvers.loop import adaptive_kernel as _adaptive, evaluate as _evaluate
-from odeflow.solvers.validate import as_state, as_times
+from odeflow.solvers.validate import as_state
 
 __all__ = ["solve_ensemble", "EnsembleSolution", "MAX_ARGS"]
 

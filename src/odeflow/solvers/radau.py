@@ -13,7 +13,7 @@ block-diagonalised by the eigenvectors of ``A^-1`` (``T^-1 A^-1 T`` = one real
 eigenvalue ``gamma`` and a complex pair ``alpha ± i beta``): with
 ``W = (T^-1 ⊗ I) Z`` each iteration solves one real ``n x n`` system with
 ``gamma/h I - J`` and one complex one with ``(alpha - i beta)/h I - J``
-(:func:`newton`). Both are LU-factorised (:func:`lu_factor`, hand-written,
+(in :func:`make_radau_loop`). Both are LU-factorised (:mod:`odeflow.solvers.lu`, hand-written,
 partial pivoting) and the factors are reused across steps while the step size
 stays put and Newton converges fast; ``J`` itself is re-evaluated only when
 Newton slows (RADAU5's rule, as in scipy's ``Radau``).
@@ -33,7 +33,8 @@ guess ``Z0`` of the next step's Newton iteration (extrapolation).
 
 **Jacobian**: ``options={"jac": jac}`` with ``jac(t, y) -> (n, n)`` (state
 flattened), or forward differences (RADAU5's increments
-``sqrt(eps * max(1e-5, |y_j|))``, ``n`` evaluations counted in ``nfe``).
+``sqrt(eps * max(1e-5, |y_j|))``, ``n`` evaluations counted in ``nfe``):
+:mod:`odeflow.solvers.radau_jacobian`.
 
 The loop is written once in the subset of Python Numba compiles (like
 :mod:`odeflow.solvers.loop`): with an ``@njit`` ``func`` (and an ``@njit``
@@ -52,17 +53,17 @@ import weakref
 
 import numpy as np
 
-from odeflow.errors import InputError, ShapeError
+from odeflow.errors import ShapeError
 from odeflow.solvers.controller import initial_guess, initial_step, min_step_at, next_attempt
 from odeflow.solvers.jit import is_jitted, kernel
 from odeflow.solvers.kernels import all_finite, scaled_rms
 from odeflow.solvers.loop import BAD_SIZE, MAX_STEPS, NONFINITE, SUCCESS, UNDERFLOW, grow_record
+from odeflow.solvers.lu import lu_factor, lu_solve
+from odeflow.solvers.radau_jacobian import BAD_JAC, JAC_NONFINITE, JacShape, check_jac, make_jacobian
 
-__all__ = ["C", "A", "MU_REAL", "MU_COMPLEX", "T", "TI", "E", "P", "NEWTON_MAXITER",
-           "lu_factor", "lu_solve", "newton", "make_radau_loop", "BAD_JAC", "JAC_NONFINITE"]
+__all__ = ["C", "A", "MU_REAL", "MU_COMPLEX", "T", "TI", "E", "P", "NEWTON_MAXITER", "make_radau_loop", "run",
+           "BAD_JAC", "JAC_NONFINITE"]
 
-BAD_JAC = 5        # jac returned the wrong shape (status codes continue loop.py's)
-JAC_NONFINITE = 6  # jac returned inf or NaN
 
 _S6 = math.sqrt(6.0)
 C = np.array([(4.0 - _S6) / 10.0, (4.0 + _S6) / 10.0, 1.0])
@@ -128,62 +129,6 @@ MIN_FACTOR = 0.2     # bounds of the step factor (scipy's Radau)
 MAX_FACTOR = 10.0
 for _arr in (C, A, T, TI, TI_REAL, TI_COMPLEX, E, P):
     _arr.setflags(write=False)
-
-
-@kernel
-def lu_factor(M, piv):
-    """In-place LU factorisation with partial pivoting, ``P M = L U`` (Golub & Van
-    Loan, Alg. 3.4.1). ``M`` (n, n) float64 or complex128 is overwritten by ``L``
-    (unit diagonal, below) and ``U``; ``piv[k]`` is the row swapped with ``k``.
-    Returns False for an exactly singular matrix."""
-    n = M.shape[0]
-    ok = True
-    for k in range(n):
-        p = k
-        best = abs(M[k, k])
-        for i in range(k + 1, n):
-            if abs(M[i, k]) > best:
-                best = abs(M[i, k])
-                p = i
-        piv[k] = p
-        if best == 0.0:
-            ok = False
-            continue
-        if p != k:
-            for j in range(n):
-                tmp = M[k, j]
-                M[k, j] = M[p, j]
-                M[p, j] = tmp
-        inv = 1.0 / M[k, k]
-        for i in range(k + 1, n):
-            M[i, k] *= inv
-            f = M[i, k]
-            if f != 0.0:
-                for j in range(k + 1, n):
-                    M[i, j] -= f * M[k, j]
-    return ok
-
-
-@kernel
-def lu_solve(LU, piv, b):
-    """Solve ``M x = b`` in place (``b`` becomes ``x``) from :func:`lu_factor`'s output."""
-    n = LU.shape[0]
-    for k in range(n):
-        p = piv[k]
-        if p != k:
-            tmp = b[k]
-            b[k] = b[p]
-            b[p] = tmp
-    for i in range(n):
-        acc = b[i]
-        for j in range(i):
-            acc -= LU[i, j] * b[j]
-        b[i] = acc
-    for i in range(n - 1, -1, -1):
-        acc = b[i]
-        for j in range(i + 1, n):
-            acc -= LU[i, j] * b[j]
-        b[i] = acc / LU[i, i]
 
 
 @kernel
@@ -552,70 +497,6 @@ def dense_eval_cubic(y0, h, Q, x, out):
         out[k] = y0[k] + h * x * (Q[k, 0] + x * (Q[k, 1] + x * Q[k, 2]))
 
 
-def make_jacobian(evaluate, jac, jitted, flat):
-    """``jacobian(t, y, f, shape, J) -> (code, n_evaluations)``.
-
-    With ``jac``: ``J[:] = jac(t, y)`` (flat state ``y``), checked for shape
-    ``(n, n)`` and finiteness. Without: forward differences on ``evaluate``
-    with RADAU5's increments ``delta_j = sqrt(eps * max(1e-5, |y_j|))``
-    (``n`` evaluations).
-    """
-    if jac is not None and not jitted:
-        def jacobian(t, y, f, shape, J):
-            out = np.asarray(jac(t, y.reshape(shape).copy()), dtype=np.float64)
-            if out.shape != J.shape:
-                raise _JacShape(out.shape)
-            if not np.all(np.isfinite(out)):
-                return JAC_NONFINITE, 0
-            J[:] = out
-            return 0, 0
-        return jacobian
-
-    def fd_jacobian(t, y, f, shape, J):
-        n = y.shape[0]
-        yd = y.copy()
-        fd = np.empty(n)
-        eps = np.finfo(np.float64).eps
-        for c in range(n):
-            delta = math.sqrt(eps * max(1e-5, abs(y[c])))
-            yd[c] = y[c] + delta
-            if not evaluate(t, yd, shape, fd):
-                return BAD_SIZE, c + 1
-            yd[c] = y[c]
-            for r in range(n):
-                J[r, c] = (fd[r] - f[r]) / delta
-        if not all_finite(J.reshape(-1)):
-            return JAC_NONFINITE, n
-        return 0, n
-
-    def user_jacobian(t, y, f, shape, J):
-        out = np.asarray(jac(t, y)) if flat else np.asarray(jac(t, y.reshape(shape)))
-        if out.ndim != 2 or out.shape[0] != J.shape[0] or out.shape[1] != J.shape[1]:
-            return BAD_JAC, 0
-        for r in range(J.shape[0]):
-            for c in range(J.shape[1]):
-                J[r, c] = out[r, c]
-        if not all_finite(J.reshape(-1)):
-            return JAC_NONFINITE, 0
-        return 0, 0
-
-    impl = fd_jacobian if jac is None else user_jacobian
-    if not jitted:
-        return impl
-    import numba  # only here: `import odeflow` must not import numba
-
-    from odeflow.solvers.jit import OPTIONS
-    return numba.njit(inline="always", **OPTIONS)(impl)
-
-
-class _JacShape(Exception):
-    """A Python ``jac`` returned the wrong shape (turned into a ShapeError by the caller)."""
-
-    def __init__(self, shape):
-        super().__init__(shape)
-        self.shape = shape
-
-
 # per jitted func (and jac): the compiled loop, built on first use
 _compiled = weakref.WeakKeyDictionary()
 
@@ -643,19 +524,6 @@ def _loop_for(func, jac, shape):
     return loops[key], True
 
 
-def check_jac(jac, t0, y0, shape):
-    """Evaluate ``jac(t0, y0)`` once before the solve: the Jacobian of the flattened
-    state, shape ``(n, n)``, finite. Raises ShapeError / InputError naming ``jac``."""
-    n = y0.size
-    out = np.asarray(jac(t0, y0.reshape(shape).copy()))
-    if out.shape != (n, n):
-        raise ShapeError(f"`options['jac']` must return df/dy of the flattened state, shape ({n}, {n}) "
-                         f"for `y0` of shape {shape}; jac(t0, y0) returned shape {out.shape}")
-    if out.dtype.kind not in "biuf" or not np.all(np.isfinite(out)):
-        raise InputError(f"`options['jac']` returned non-finite or non-real values at t = {float(t0)!r} "
-                         f"(dtype {out.dtype}); the Jacobian must be finite")
-
-
 def run(func, t, y0, f0, shape, rtol, atol, opts, store):
     """Solve with Radau IIA; returns the loop's tuple, the seconds spent compiling,
     and whether the loop ran compiled. ``y0``/``f0`` flat; computed in float64."""
@@ -671,7 +539,7 @@ def run(func, t, y0, f0, shape, rtol, atol, opts, store):
     start = time.perf_counter()
     try:
         out = runner(*args)
-    except _JacShape as exc:
+    except JacShape as exc:
         raise ShapeError(f"`options['jac']` must return df/dy of the flattened state, shape "
                          f"({y.size}, {y.size}); during the solve it returned shape {exc.shape}") from None
     seconds = time.perf_counter() - start if jitted and len(runner.overloads) > n_before else 0.0

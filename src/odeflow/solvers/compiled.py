@@ -82,10 +82,22 @@ def type_key(x):
     """A cheap stand-in for ``numba.typeof(x)`` as a dict key (the same key means the same Numba
     type for the loops' arguments): numba.typeof costs ~5 us per array, this ~0.3 us."""
     if type(x) is np.ndarray:
-        return (x.dtype.str, x.ndim, x.flags.c_contiguous, x.flags.writeable, x.flags.aligned)
+        # the dtype itself (two record dtypes of one size share a .str) and both contiguity flags
+        # (C, F or neither: Numba's layouts 'C', 'F', 'A' are compiled differently)
+        f = x.flags
+        return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
     if type(x) is tuple:
         return tuple(type_key(e) for e in x)
-    return type(x)
+    if type(x) in _PLAIN:
+        return type(x)
+    if isinstance(x, np.generic):   # a NumPy scalar: its dtype (record scalars are all np.void)
+        return (type(x), x.dtype)
+    # anything else (a typed List or Dict, a jitclass, ...): its class does not fix its Numba type
+    # (a List of int64 and one of float64 are both numba.typed.List), so ask Numba
+    return numba.typeof(x)
+
+
+_PLAIN = (float, int, bool, complex, str)
 
 
 def run_compiled(kind, func, fargs, inplace, loop_args, events=(), flat=True):
@@ -100,27 +112,32 @@ def run_compiled(kind, func, fargs, inplace, loop_args, events=(), flat=True):
     fkey = (y.dtype.str, len(loop_args[3 if kind == "adaptive" else 5]), inplace, type_key(fargs))
     known = _pointers.get(func)
     hit = known.get(fkey) if known is not None else None
+    seconds = 0.0
+    if hit is None:
+        start = time.perf_counter()
+        shape = loop_args[3 if kind == "adaptive" else 5]
+        hit = function_type(func, func_argtypes(np.empty(shape, y.dtype), fargs, inplace))
+        _pointers.setdefault(func, {})[fkey] = hit
+        seconds = time.perf_counter() - start
+    ftype, pointer = hit
     # the other arguments' types follow from these (made by odeflow.solvers.integrate with fixed
-    # dtypes); the tableau (its arrays live as long as the module) by identity
-    key = (kind, fkey, id(loop_args[6]), tuple(events))
+    # dtypes); the tableau (its arrays live as long as the module) by identity. ``ftype`` holds
+    # func's return type (float32, int64, another layout...), which the loop is compiled for
+    key = (kind, fkey, ftype, id(loop_args[6]), tuple(events))
     runner = _runners.get(key)
-    if hit is not None and runner is not None:
-        return runner(hit[1], fargs, *loop_args), 0.0  # the compiled entry point: no type dispatch
+    if runner is not None:
+        return runner(pointer, fargs, *loop_args), seconds  # the compiled entry point: no type dispatch
     start = time.perf_counter()
-    shape = loop_args[3 if kind == "adaptive" else 5]
-    ftype, pointer = function_type(func, func_argtypes(np.empty(shape, y.dtype), fargs, inplace))
-    _pointers.setdefault(func, {})[fkey] = (ftype, pointer)
-    if runner is None:
-        sig = (ftype, numba.typeof(fargs)) + tuple(numba.typeof(a) for a in loop_args)
-        if events:
-            step = _events.make_event_step(
-                _events.make_event_function(events, jitted=True, flat=flat), jitted=True)
-            runner = numba.njit([sig], **OPTIONS)(_loop.variant(_LOOPS[kind], _loop.evaluate, step))
-        else:
-            runner = numba.njit([sig], cache=True, **OPTIONS)(_LOOPS[kind])
-        # call the compiled code's entry point directly: the argument types are those of
-        # ``key`` by construction, so the dispatcher's per-call type resolution (~100 us with a
-        # first-class function argument) is skipped
-        runner = _runners[key] = runner.overloads[runner.signatures[0]].entry_point
-    seconds = time.perf_counter() - start
+    sig = (ftype, numba.typeof(fargs)) + tuple(numba.typeof(a) for a in loop_args)
+    if events:
+        step = _events.make_event_step(
+            _events.make_event_function(events, jitted=True, flat=flat), jitted=True)
+        runner = numba.njit([sig], **OPTIONS)(_loop.variant(_LOOPS[kind], _loop.evaluate, step))
+    else:
+        runner = numba.njit([sig], cache=True, **OPTIONS)(_LOOPS[kind])
+    # call the compiled code's entry point directly: the argument types are those of
+    # ``key`` by construction, so the dispatcher's per-call type resolution (~100 us with a
+    # first-class function argument) is skipped
+    runner = _runners[key] = runner.overloads[runner.signatures[0]].entry_point
+    seconds += time.perf_counter() - start
     return runner(pointer, fargs, *loop_args), seconds

@@ -525,7 +525,9 @@ def fixed_grid(t, step_size, max_steps, method, jumps=None):
     near = np.minimum(np.abs(uniform - ts[k - 1]), np.abs(uniform - ts[k])) < 1e-6 * step_size
     grid = np.union1d(uniform[~near], t)
     if direction < 0:
-        grid = grid[::-1]
+        # a copy, not the reversed view: the compiled loop's entry point (odeflow.solvers.compiled)
+        # takes C-contiguous arrays without checking, and would read a view past its end
+        grid = grid[::-1].copy()
     return grid, np.isin(grid, t), np.zeros(grid.size, dtype=np.bool_)
 
 

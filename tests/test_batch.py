@@ -271,3 +271,9 @@ def test_dop853_with_batch_axis_is_refused_not_wrong():
         exact = np.stack([y0[b, 0] * np.cos(t) + y0[b, 1] * np.sin(t),
                           -y0[b, 0] * np.sin(t) + y0[b, 1] * np.cos(t)], axis=1)
         np.testing.assert_allclose(y, exact, atol=1e-7)
+
+
+def test_event_samples_with_batch_axis_is_refused_not_ignored():
+    # old code: accepted and ignored (the per-sample loop has no events)
+    with pytest.raises(InputError, match=r"options\['event_samples'\]"):
+        odeflow.solve(lambda t, y: -y, np.ones((3, 2)), [0.0, 1.0], batch_axis=0, options={"event_samples": 2})

@@ -425,9 +425,9 @@ def prepare_batch(func, y0, t, batch_axis, rtol, atol, method, options, args):
                          f"dense output need stages the per-sample loop does not compute); use dopri5 or "
                          f"tsit5 with batch_axis, or solve_ensemble / no batch_axis for {method}")
     if not tab.adaptive:
-        raise InputError(f"`batch_axis` needs an adaptive method (dopri5, bosh3): fixed-step method "
+        raise InputError(f"`batch_axis` needs an adaptive method (dopri5, tsit5, bosh3): fixed-step method "
                          f"{method!r} takes the same steps for every sample; solve without batch_axis")
-    for key in ("jump_t", "min_step"):  # the per-sample loop has neither: refuse, never ignore
+    for key in ("jump_t", "min_step", "event_samples"):  # not in the per-sample loop: refuse, never ignore
         if opts.get(key) is not None:
             raise InputError(f"`options[{key!r}]` is not available with `batch_axis` (the per-sample "
                              f"solve would ignore it); solve without batch_axis")

@@ -32,7 +32,7 @@ from numba.core.types.function_type import CompileResultWAP
 from odeflow.errors import InputTypeError
 from odeflow.solvers import events as _events
 from odeflow.solvers import loop as _loop
-from odeflow.solvers.jit import OPTIONS
+from odeflow.solvers.jit import OPTIONS, type_key
 
 __all__ = ["func_argtypes", "check_signature", "function_type", "run_compiled"]
 
@@ -78,26 +78,6 @@ def function_type(func, argtypes):
 _pointers = weakref.WeakKeyDictionary()
 
 
-def type_key(x):
-    """A cheap stand-in for ``numba.typeof(x)`` as a dict key (the same key means the same Numba
-    type for the loops' arguments): numba.typeof costs ~5 us per array, this ~0.3 us."""
-    if type(x) is np.ndarray:
-        # the dtype itself (two record dtypes of one size share a .str) and both contiguity flags
-        # (C, F or neither: Numba's layouts 'C', 'F', 'A' are compiled differently)
-        f = x.flags
-        return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
-    if type(x) is tuple:
-        return tuple(type_key(e) for e in x)
-    if type(x) in _PLAIN:
-        return type(x)
-    if isinstance(x, np.generic):   # a NumPy scalar: its dtype (record scalars are all np.void)
-        return (type(x), x.dtype)
-    # anything else (a typed List or Dict, a jitclass, ...): its class does not fix its Numba type
-    # (a List of int64 and one of float64 are both numba.typed.List), so ask Numba
-    return numba.typeof(x)
-
-
-_PLAIN = (float, int, bool, complex, str)
 
 
 def run_compiled(kind, func, fargs, inplace, loop_args, events=(), flat=True):

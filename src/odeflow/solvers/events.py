@@ -28,7 +28,8 @@ any method that samples.
 Counting rules: an event is ``g`` *reaching* zero from a non-zero value. A
 zero exactly on a sample or step boundary is counted once, in the step that
 ends there (the next sub-interval starts at zero and is not a crossing). A
-zero at ``t0`` is not an event (scipy's rule); nor is ``g`` leaving zero.
+zero at ``t0`` is not an event, nor is ``g`` leaving zero (scipy's ``solve_ivp`` differs
+here: it reports a zero at ``t0`` when ``g`` then moves away in the allowed direction).
 
 The step routine is written in the subset of Python that Numba compiles, like
 :mod:`odeflow.solvers.loop`, and runs inside that loop: plain Python for

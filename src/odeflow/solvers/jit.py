@@ -13,7 +13,7 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-__all__ = ["kernel", "is_jitted", "entry_point", "JIT_DISABLED", "OPTIONS"]
+__all__ = ["kernel", "is_jitted", "entry_point", "type_key", "JIT_DISABLED", "OPTIONS"]
 
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
@@ -50,15 +50,26 @@ def is_jitted(func) -> bool:
 _entries = {}   # (kernel, argument key) -> compiled entry point
 
 
-def _key(x):
-    """A cheap stand-in for ``numba.typeof(x)`` (~0.3 us instead of ~5 us for an array): equal
-    keys mean equal Numba types for the arrays, scalars and tuples the loops pass."""
+def type_key(x):
+    """A cheap stand-in for ``numba.typeof(x)`` as a dict key (the same key means the same Numba
+    type for the loops' arguments): numba.typeof costs ~5 us per array, this ~0.3 us."""
     if type(x) is np.ndarray:
+        # the dtype itself (two record dtypes of one size share a .str) and both contiguity flags
+        # (C, F or neither: Numba's layouts 'C', 'F', 'A' are compiled differently)
         f = x.flags
-        return (x.dtype.str, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+        return (x.dtype, x.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
     if type(x) is tuple:
-        return tuple(_key(e) for e in x)
-    return type(x)
+        return tuple(type_key(e) for e in x)
+    if type(x) in _PLAIN:
+        return type(x)
+    if isinstance(x, np.generic):   # a NumPy scalar: its dtype (record scalars are all np.void)
+        return (type(x), x.dtype)
+    # anything else (a typed List or Dict, a jitclass, ...): its class does not fix its Numba type
+    # (a List of int64 and one of float64 are both numba.typed.List), so ask Numba
+    return numba.typeof(x)
+
+
+_PLAIN = (float, int, bool, complex, str)
 
 
 def entry_point(fn, *args, key=None):
@@ -74,7 +85,7 @@ def entry_point(fn, *args, key=None):
     """
     if JIT_DISABLED or not isinstance(fn, Dispatcher):
         return fn
-    key = (fn, tuple(_key(a) for a in args) if key is None else ("key", key))
+    key = (fn, tuple(type_key(a) for a in args) if key is None else ("key", key))
     entry = _entries.get(key)
     if entry is None:
         sig = tuple(numba.typeof(a) for a in args)

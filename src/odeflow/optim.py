@@ -53,7 +53,7 @@ class Optimizer:
     Raises
     ------
     InputError
-        `params` is empty or `lr` is not positive.
+        `params` is empty or lists a Tensor twice, or `lr` is not positive.
     InputTypeError
         An entry of `params` is not a Tensor.
     """
@@ -62,9 +62,13 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise InputError("`params` is empty: nothing to optimize")
+        first = {}
         for i, p in enumerate(self.params):
             if not isinstance(p, Tensor):
                 raise InputTypeError(f"`params[{i}]` must be a Tensor; got {type(p).__name__}")
+            if first.setdefault(id(p), i) != i:  # it would be updated once per entry
+                raise InputError(f"`params[{i}]` is the same Tensor as `params[{first[id(p)]}]`; "
+                                 f"list each parameter once")
         _check("lr", lr, open_low=True)
         self.lr = float(lr)
         self.state = [{} for _ in self.params]
@@ -226,7 +230,14 @@ def clip_grad_norm(params, max_norm: float) -> float:
 
     Returns the norm before clipping. Gradients are replaced, not modified in
     place.
+
+    Raises
+    ------
+    InputError
+        `max_norm` is negative or NaN.
     """
+    if not max_norm >= 0:  # a negative one would flip the gradients' sign, NaN skip clipping
+        raise InputError(f"`max_norm` must be >= 0 (inf: no clipping); got {max_norm}")
     params = [p for p in params if p.grad is not None]
     total = math.sqrt(sum(float(np.sum(np.square(p.grad.data))) for p in params))
     if total > max_norm:

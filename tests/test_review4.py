@@ -39,3 +39,24 @@ def test_clip_grad_norm_inf_does_not_clip():
     w.grad = Tensor(np.full(4, 3.0))
     assert optim.clip_grad_norm([w], float("inf")) == pytest.approx(6.0)
     np.testing.assert_array_equal(w.grad.data, np.full(4, 3.0))
+
+
+@pytest.mark.parametrize("bad", [2.5, True, 0, -1, "3"])
+def test_schedulers_refuse_a_non_integer_period(bad):
+    # the old code took step_size=2.5 and T_max=2.5 as 2 (int() cut them), True as 1, and
+    # "3" raised a TypeError from the comparison instead of naming the argument
+    opt = optim.SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0)
+    with pytest.raises(InputError, match="step_size"):
+        optim.StepLR(opt, bad)
+    with pytest.raises(InputError, match="T_max"):
+        optim.CosineAnnealingLR(opt, bad)
+
+
+def test_schedulers_accept_numpy_ints():
+    opt = optim.SGD([Tensor(np.zeros(1), requires_grad=True)], lr=1.0)
+    s = optim.StepLR(opt, np.int64(2), gamma=0.5)
+    lrs = []
+    for _ in range(4):
+        s.step()
+        lrs.append(opt.lr)
+    assert lrs == [1.0, 0.5, 0.5, 0.25]

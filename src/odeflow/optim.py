@@ -22,6 +22,7 @@ References
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -36,6 +37,11 @@ def _check(name: str, value: float, low: float = 0.0, high: float = math.inf, op
     bad = value <= low if open_low else value < low
     if bad or value >= high and high != math.inf or not math.isfinite(value):
         raise InputError(f"`{name}` must be in {'(' if open_low else '['}{low}, {high}); got {value}")
+
+
+def _positive_int(value) -> bool:
+    """An int >= 1 (NumPy ints too; not a bool, not a float such as 2.5, which int() would cut)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 class Optimizer:
@@ -273,7 +279,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
         super().__init__(optimizer)
-        if step_size < 1:
+        if not _positive_int(step_size):
             raise InputError(f"`step_size` must be a positive integer; got {step_size}")
         _check("gamma", gamma, open_low=True)
         self.step_size, self.gamma = int(step_size), gamma
@@ -288,7 +294,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):
         super().__init__(optimizer)
-        if T_max < 1:
+        if not _positive_int(T_max):
             raise InputError(f"`T_max` must be a positive integer; got {T_max}")
         _check("eta_min", eta_min)
         self.T_max, self.eta_min = int(T_max), eta_min

@@ -60,3 +60,39 @@ def test_schedulers_accept_numpy_ints():
         s.step()
         lrs.append(opt.lr)
     assert lrs == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_conv_refuses_a_float_stride_by_name():
+    # the old code raised TypeError: 'float' object is not iterable
+    from odeflow.autodiff.conv import conv2d
+    with pytest.raises(InputError, match="stride"):
+        conv2d(np.zeros((1, 2, 4, 5)), np.zeros((3, 2, 3, 3)), stride=1.5)
+    with pytest.raises(InputError, match="padding"):
+        conv2d(np.zeros((1, 2, 4, 5)), np.zeros((3, 2, 3, 3)), padding=0.5)
+
+
+@pytest.mark.parametrize("t", [float("nan"), float("inf"), np.array([1.0, 2.0]), "0.5", True])
+def test_concat_conv2d_refuses_a_bad_time(t):
+    # the old code gave all-NaN outputs for t = nan and a TypeError for an array
+    from odeflow.autodiff.conv import concat_conv2d
+    with pytest.raises(InputError, match="`t`"):
+        concat_conv2d(t, np.ones((1, 2, 4, 5)), np.ones((3, 3, 3, 3)))
+
+
+def test_concat_conv2d_accepts_scalars_and_0d_tensors():
+    from odeflow.autodiff.conv import concat_conv2d, conv2d
+    x, w = np.ones((1, 2, 4, 5)), np.random.default_rng(0).standard_normal((3, 3, 3, 3))
+    ref = conv2d(np.concatenate([np.full((1, 1, 4, 5), 0.5), x], axis=1), w, padding=1).data
+    for t in (0.5, np.float32(0.5), np.array(0.5), Tensor(np.array(0.5))):
+        np.testing.assert_allclose(concat_conv2d(t, x, w, padding=1).data, ref, rtol=1e-12, atol=1e-12)
+    assert np.allclose(concat_conv2d(1, x, w).data, concat_conv2d(1.0, x, w).data)
+
+
+def test_group_norm_refuses_an_infinite_eps():
+    # the old code returned all zeros (r = 1/sqrt(inf) = 0)
+    from odeflow.autodiff.norm import group_norm
+    from odeflow.nn.conv import GroupNorm
+    with pytest.raises(InputError, match="eps"):
+        group_norm(np.random.default_rng(0).standard_normal((1, 2, 3, 3)), 2, eps=float("inf"))
+    with pytest.raises(InputError, match="eps"):
+        GroupNorm(1, 2, eps=float("inf"))

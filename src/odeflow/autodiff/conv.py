@@ -44,13 +44,14 @@ from __future__ import annotations
 
 import builtins
 import functools
+import math
 import numbers
 
 import numpy as np
 
 from odeflow.autodiff.ops import _node, _t, concatenate, mean, reshape, transpose
 from odeflow.autodiff.ops import sum as sum_
-from odeflow.autodiff.tensor import _mode, _wrap
+from odeflow.autodiff.tensor import Tensor, _mode, _wrap
 from odeflow.errors import InputError, ShapeError
 
 __all__ = ["im2col", "col2im", "conv2d", "concat_conv2d", "avg_pool2d", "global_avg_pool2d", "conv_output_size"]
@@ -58,7 +59,10 @@ __all__ = ["im2col", "col2im", "conv2d", "concat_conv2d", "avg_pool2d", "global_
 
 def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     """`value` (int or pair of ints) as a pair of ints >= `minimum`."""
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    try:
+        pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
+    except TypeError:  # a float or another non-iterable: refused below, by name
+        pair = (value,)
     if (len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
                                   for v in pair) or min(pair) < minimum):
         raise InputError(f"`{name}` must be an int >= {minimum} or a pair of them; got {value!r}")
@@ -234,8 +238,8 @@ def concat_conv2d(t, x, weight, bias=None, stride=1, padding=0):
 
     Parameters
     ----------
-    t : float
-        The time (a constant: no gradient flows to it).
+    t : float or 0-d Tensor
+        The time (a constant: no gradient flows to it through the engine), finite.
     x : Tensor, shape (N, C, H, W), float
     weight : Tensor, shape (O, C + 1, kh, kw)
     bias, stride, padding
@@ -249,16 +253,25 @@ def concat_conv2d(t, x, weight, bias=None, stride=1, padding=0):
     Raises
     ------
     ShapeError, InputError
-        As :func:`conv2d` (`weight` must have one input channel more than `x`).
+        As :func:`conv2d` (`weight` must have one input channel more than `x`); InputError
+        for a `t` that is not one finite real number.
 
     References
     ----------
     .. [1] R. T. Q. Chen et al., "Neural ordinary differential equations",
        NeurIPS 2018, and its public MNIST example (``ConcatConv2d``).
     """
+    # float(t) raised a TypeError for an array and let NaN through (every output NaN); a 0-d
+    # Tensor (the adjoint's time) is read as its number, which the time gradients notice
+    scalar = t.ndim == 0 if isinstance(t, Tensor) else (
+        np.ndim(t) == 0 and not isinstance(t, (bool, np.bool_))
+        and isinstance(np.asarray(t).item(), numbers.Real))
+    value = float(t) if scalar else math.nan
+    if not math.isfinite(value):
+        raise InputError(f"concat_conv2d: `t` must be a finite real number; got {t!r}")
     x, weight = _t(x), _t(weight)
     _check_conv(x, weight, 1)
-    return _conv(x, weight, bias, stride, padding, float(t))
+    return _conv(x, weight, bias, stride, padding, value)
 
 
 def _check_conv(x, weight, lead: int):

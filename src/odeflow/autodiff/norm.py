@@ -116,8 +116,8 @@ def group_norm(x, num_groups: int, weight=None, bias=None, eps: float = 1e-5, re
             or num_groups < 1 or c % num_groups):
         raise InputError(f"`num_groups` must be a positive divisor of the {c} channels; "
                          f"got {num_groups!r}")
-    if not eps > 0:
-        raise InputError(f"`eps` must be positive; got {eps!r}")
+    if not 0 < eps < np.inf:  # an infinite eps made every output 0 (or beta)
+        raise InputError(f"`eps` must be positive and finite; got {eps!r}")
     weight = None if weight is None else _t(weight)
     bias = None if bias is None else _t(bias)
     for name, p in (("weight", weight), ("bias", bias)):

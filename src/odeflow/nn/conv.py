@@ -145,8 +145,8 @@ class GroupNorm(Module):
         if num_groups < 1 or num_channels < 1 or num_channels % num_groups:
             raise InputError(f"`num_groups` must be a positive divisor of `num_channels` = "
                              f"{num_channels}; got {num_groups}")
-        if not eps > 0:
-            raise InputError(f"`eps` must be positive; got {eps!r}")
+        if not 0 < eps < np.inf:  # an infinite eps made every output 0 (or beta)
+            raise InputError(f"`eps` must be positive and finite; got {eps!r}")
         self.num_groups, self.num_channels, self.eps = int(num_groups), int(num_channels), float(eps)
         self.weight = Parameter(np.ones(num_channels, dtype)) if affine else None
         self.bias = Parameter(np.zeros(num_channels, dtype)) if affine else None

@@ -96,3 +96,23 @@ def test_group_norm_refuses_an_infinite_eps():
         group_norm(np.random.default_rng(0).standard_normal((1, 2, 3, 3)), 2, eps=float("inf"))
     with pytest.raises(InputError, match="eps"):
         GroupNorm(1, 2, eps=float("inf"))
+
+
+@pytest.mark.parametrize("kw", [dict(lr="0.1"), dict(lr=None), dict(lr=True), dict(lr=0.1, eps="1e-8"),
+                                dict(lr=0.1, betas=0.9), dict(lr=0.1, betas=(0.9,)),
+                                dict(lr=0.1, betas=(0.9, 0.99, 0.5)), dict(lr=0.1, weight_decay=[0.1])])
+def test_adam_refuses_non_numbers_by_name(kw):
+    # the old code raised a bare TypeError or IndexError (or took lr=True as 1.0)
+    from odeflow.errors import InputTypeError
+    name = [k for k in kw if k != "lr"][0] if len(kw) > 1 else "lr"
+    with pytest.raises(InputTypeError, match=name):
+        optim.Adam([Tensor(np.zeros(2), requires_grad=True)], **kw)
+
+
+def test_hyperparameters_accept_numpy_scalars():
+    w = Tensor(np.zeros(2), requires_grad=True)
+    opt = optim.Adam([w], lr=np.float32(0.5), betas=np.array([0.9, 0.99]), eps=np.array(1e-8))
+    w.grad = Tensor(np.ones(2))
+    opt.step()
+    np.testing.assert_allclose(w.data, -0.5 * np.ones(2), rtol=1e-6)
+    optim.SGD([w], lr=np.int64(1), momentum=np.float64(0.5))

@@ -34,6 +34,9 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "LRScheduler", "StepL
 
 
 def _check(name: str, value: float, low: float = 0.0, high: float = math.inf, open_low=False):
+    if (isinstance(value, (bool, np.bool_)) or np.ndim(value) != 0
+            or np.asarray(value).dtype.kind not in "fiu"):  # a string, None, a list: named here
+        raise InputTypeError(f"`{name}` must be a real number; got {value!r}")
     bad = value <= low if open_low else value < low
     if bad or value >= high and high != math.inf or not math.isfinite(value):
         raise InputError(f"`{name}` must be in {'(' if open_low else '['}{low}, {high}); got {value}")
@@ -155,6 +158,8 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         super().__init__(params, lr)
+        if np.ndim(betas) != 1 or len(betas) != 2:
+            raise InputTypeError(f"`betas` must be a pair (beta1, beta2); got {betas!r}")
         _check("betas[0]", betas[0], 0.0, 1.0)
         _check("betas[1]", betas[1], 0.0, 1.0)
         _check("eps", eps)

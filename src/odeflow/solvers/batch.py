@@ -372,11 +372,11 @@ def _finish_attempts(rows, Y, Y1, K, t, t_new, h, h_abs, direction, t_out, ys, j
 
 @kernel
 def _finish_and_next(rows, Y, Y1, K, fl, bl, il, t_out, ys, b_err, P, rtol, atol, exponent, beta,
-                     max_step, max_steps, stretch, F_last, a1, c1, S, t_stage, same):
+                     max_step, max_steps, stretch, F_last, A, c, S, t_stage, same):
     """``K[b, s-1] = F_last[r]``, :func:`_finish_attempts`, :func:`_next_attempts`, and the
-    next pass's first stage states into ``S``, ``t_stage`` (as :func:`_stage_states` with
-    ``a1 = A[1]``, ``c1 = c[1]``) in one call: fewer dispatches and no NumPy indexing per step
-    in the Python loop. The per-sample state comes packed (:data:`FLOAT_ROWS`, :data:`BOOL_ROWS`,
+    next pass's first stage states into ``S``, ``t_stage`` (:func:`_stage_states` for stage 1;
+    ``same[0]``: whether their times agree) in one call: fewer dispatches and no NumPy
+    indexing per step in the Python loop. The per-sample state comes packed (:data:`FLOAT_ROWS`, :data:`BOOL_ROWS`,
     :data:`INT_ROWS` of ``fl``, ``bl``, ``il``): every array argument costs its unboxing on each
     call. Returns the next pass's rows."""
     t, t_new, h, h_abs, direction, err_prev, t_end, min_step = (fl[0], fl[1], fl[2], fl[3], fl[4], fl[5],
@@ -391,15 +391,7 @@ def _finish_and_next(rows, Y, Y1, K, fl, bl, il, t_out, ys, b_err, P, rtol, atol
                      err_prev, rejected_last, nonfinite_last, fresh, n_acc, n_rej, nfe, exponent, beta)
     rows = _next_attempts(t, t_end, direction, h_abs, h, t_new, min_step, fresh, rejected_last,
                           nonfinite_last, status, n_acc, n_rej, max_step, max_steps, stretch)
-    # the next pass's first stage states (as _stage_states for i = 1); ``same[0]``: their times agree
-    agree = True
-    for r in range(rows.shape[0]):
-        b = rows[r]
-        _combine_row(Y, b, h[b], K, a1, 1, S, r)
-        t_stage[r] = t[b] + c1 * h[b]
-        if t_stage[r] != t_stage[0]:
-            agree = False
-    same[0] = agree
+    same[0] = _stage_states(Y, fl, K, A, c, 1, rows, S, t_stage, F_last[:0])  # nothing to scatter
     return rows
 
 
@@ -493,7 +485,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
     Y = batch_layout(y0, axis)
     n = Y.shape[1]
     # C-contiguous float64 and writeable, like every array the loop makes itself, so the kernels'
-    # argument types depend on y0's dtype alone (see the entry points below)
+    # argument types stay those the entry points below were bound to
     rtol_b = np.ascontiguousarray(batch_layout(rtol.reshape(shape), axis), dtype=np.float64)
     atol_b = np.ascontiguousarray(batch_layout(atol.reshape(shape), axis), dtype=np.float64)
     t_out = np.array(t_out, dtype=np.float64, order="C")
@@ -556,13 +548,12 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
         same_buf = np.ones(1, np.bool_)
         first_done = False   # stage 1 of this pass already computed by the last finish_and_next
         if rows.size:  # the kernels called per stage and per step, bound to this solve's types
-            key = Y.dtype.str   # every other argument's type is fixed by construction
             stage_states = entry_point(_stage_states, Y, fl, K, A, c, 1, rows, S_buf[: rows.size],
-                                       t_buf[: rows.size], no_rows, key=key)
+                                       t_buf[: rows.size], no_rows)
             finish_and_next = entry_point(
                 _finish_and_next, rows, Y, S_buf[: rows.size], K, fl, bl, il, t_out, ys, tab.b_err_arr,
-                tab.P_arr, rtol_b, atol_b, exponent, beta, max_step, int(max_steps), stretch, no_rows, A[1], c[1],
-                S_buf, t_buf, same_buf, key=key)
+                tab.P_arr, rtol_b, atol_b, exponent, beta, max_step, int(max_steps), stretch, no_rows, A, c,
+                S_buf, t_buf, same_buf)
         while rows.size:
             S, t_stage = S_buf[: rows.size], t_buf[: rows.size]
             full = rows.size == B
@@ -602,7 +593,7 @@ def integrate(func, y0, t_out, axis, tab, rtol, atol, opts, method, max_steps, a
                 first_done = False
             else:
                 rows = finish_and_next(rows, Y, S, K, fl, bl, il, t_out, ys, tab.b_err_arr, tab.P_arr, rtol_b,
-                                       atol_b, exponent, beta, max_step, max_steps, stretch, F, A[1], c[1],
+                                       atol_b, exponent, beta, max_step, max_steps, stretch, F, A, c,
                                        S_buf, t_buf, same_buf)
                 first_done = True
         fail_t, fail_h = t, h  # where each sample stopped and the last step it tried (as the loop)

@@ -78,8 +78,6 @@ def function_type(func, argtypes):
 _pointers = weakref.WeakKeyDictionary()
 
 
-
-
 def run_compiled(kind, func, fargs, inplace, loop_args, events=(), flat=True):
     """Run the ``kind`` loop compiled, with ``func`` a first-class function argument.
 

@@ -257,21 +257,25 @@ def make_event_step(g_one, jitted):
         return b
 
     @inline
+    def crosses(ga, gb, d):
+        """``g`` reaches zero from a non-zero ``ga`` to ``gb`` in a direction ``d`` allows."""
+        return (ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0))
+                and (d == 0.0 or d == (1.0 if ga < 0.0 else -1.0)))
+
+    @inline
     def signs(t_b, state, shape, ev, g_left, g_right, fargs):
         """``g_right[k] = g_k(t_b, state)`` for every event; returns ``NONE`` when no
         event function changes sign (as its ``direction`` allows) since ``g_left``,
         ``CROSSING`` when one does, ``-(k + 2)`` when ``g_k`` is not finite."""
-        terminal, direction, _, samples = ev
+        terminal, direction = ev[0], ev[1]
         code = NONE
         for k in range(terminal.shape[0]):
             gb = g_one(k, t_b, state, shape, fargs)
             if not math.isfinite(gb):
                 return -(k + 2)
             g_right[k] = gb
-            ga = g_left[k]
-            if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
-                if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
-                    code = CROSSING
+            if crosses(g_left[k], gb, direction[k]):
+                code = CROSSING
         return code
 
     @call
@@ -281,19 +285,18 @@ def make_event_step(g_one, jitted):
         (``g`` at its ends in ``g_left``, ``g_right``; at least one crosses). Out of the
         per-step code: it runs only where an event is. Returns ``(n_found, code)`` as
         :func:`event_step`."""
-        terminal, direction, _, samples = ev
+        terminal, direction = ev[0], ev[1]
         n_ev = terminal.shape[0]
         sign = 1.0 if h > 0.0 else -1.0
         for k in range(n_ev):
             roots[k] = np.nan
             ga, gb = g_left[k], g_right[k]
-            if ga != 0.0 and (gb == 0.0 or (gb > 0.0) != (ga > 0.0)):
-                if direction[k] == 0.0 or direction[k] == (1.0 if ga < 0.0 else -1.0):
-                    root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
-                                                        y_end, shape, work, w, fargs)
-                    if not math.isfinite(root):
-                        return n_found, -(k + 2)
-                    roots[k] = root
+            if crosses(ga, gb, direction[k]):
+                root = t_b if gb == 0.0 else refine(k, t_a, ga, t_b, gb, t, h, t_new, y, K, P,
+                                                    y_end, shape, work, w, fargs)
+                if not math.isfinite(root):
+                    return n_found, -(k + 2)
+                roots[k] = root
         while True:  # record this sub-interval's events in time order
             first = -1
             for k in range(n_ev):

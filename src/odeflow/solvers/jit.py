@@ -72,20 +72,18 @@ def type_key(x):
 _PLAIN = (float, int, bool, complex, str)
 
 
-def entry_point(fn, *args, key=None):
+def entry_point(fn, *args):
     """The compiled code of kernel ``fn`` for the Numba types of ``args`` (compiled or loaded
     from the cache now if needed), callable without the dispatcher's per-call type resolution.
 
     For a Python loop that calls the same kernel with arguments of the same types many times
     (a few microseconds saved per call with ten or more arguments). The caller must pass
-    arguments of exactly these types later: the entry point does not check them. ``key``
-    (hashable), when given, stands for the types of all ``args`` (the caller guarantees that
-    equal keys mean equal types), saving the look at every argument. ``fn`` itself when the JIT
-    is disabled.
+    arguments of exactly these types later: the entry point does not check them. ``fn``
+    itself when the JIT is disabled.
     """
     if JIT_DISABLED or not isinstance(fn, Dispatcher):
         return fn
-    key = (fn, tuple(type_key(a) for a in args) if key is None else ("key", key))
+    key = (fn, tuple(type_key(a) for a in args))
     entry = _entries.get(key)
     if entry is None:
         sig = tuple(numba.typeof(a) for a in args)

@@ -263,28 +263,25 @@ class Regularization:
     penalty: Tensor
 
 
-def penalty_tolerances(rtol, atol, n, k, batch, shape=None):
+def penalty_tolerances(rtol, atol, shape, k):
     """Per-channel tolerances ``(batch, n + k)`` leaving the ``k`` penalty channels out of
     the error norm while the RMS over the ``n`` state channels is unchanged.
 
+    `shape` is the state's shape: ``(batch, ...)`` with ``n`` values per sample, or a 1-D
+    state (one sample). A tolerance is broadcast against it as :func:`odeflow.odeint`
+    broadcasts it against ``y0`` (a per-component tolerance applies to every sample).
     The penalty channels get a scale so large their error ratio is ~0; the
     others a scale shrunk by ``sqrt(n / (n + k))``, so that the RMS over all
     ``n + k`` channels equals the RMS over the state's ``n``.
-
-    With `shape` (the state's own shape, ``batch * n`` values) a tolerance is
-    broadcast against it as :func:`odeflow.odeint` broadcasts it against
-    ``y0`` (a per-component ``(n,)`` tolerance applies to every sample);
-    without, it is a scalar or holds ``batch * n`` values in the state's order.
     """
+    batch = shape[0] if len(shape) > 1 else 1
+    n = math.prod(shape) // batch if batch else 0
     shrink = math.sqrt(n / (n + k))
 
     def spread(tol, name):
         tol = np.asarray(tol, dtype=np.float64)
         try:
-            if shape is not None:
-                state = np.broadcast_to(tol, shape).reshape(batch, n)
-            else:
-                state = np.broadcast_to(tol.reshape(tol.shape if tol.ndim == 0 else (batch, -1)), (batch, n))
+            state = np.broadcast_to(tol, shape).reshape(batch, n)
         except ValueError:
             raise ShapeError(f"`{name}` of shape {tol.shape} does not broadcast to the state "
                              f"({batch} samples of {n} values)") from None
@@ -352,7 +349,7 @@ def odeint_regularized(func, y0, t, regularizers, *, gradient="adjoint", rtol=1e
     eps = draw_probe((batch, n), probe, np.random.default_rng(rng))
     aug = RegularizedDynamics(lambda s, z: func(s, ops.reshape(z, y0.shape)), shape, regs, direction, eps)
     z0 = ops.concatenate([ops.reshape(y0, (batch, n)), Tensor(np.zeros((batch, k), dtype=y0.dtype))], axis=1)
-    rtol_z, atol_z = penalty_tolerances(rtol, atol, n, k, batch, shape=tuple(y0.shape))
+    rtol_z, atol_z = penalty_tolerances(rtol, atol, tuple(y0.shape), k)
     kwargs = dict(rtol=rtol_z, atol=atol_z, method=method, options=options, stats=stats)
     if gradient == "backprop":
         zs = odeint_backprop(aug, z0, t, **kwargs)

@@ -417,7 +417,7 @@ class CNF(Module):
         t = end * Tensor(fractions)
         rtol, atol = self.rtol, self.atol
         if k:  # the penalty channels stay out of the step-size control
-            rtol, atol = penalty_tolerances(rtol, atol, self.dim + 1, k, batch)
+            rtol, atol = penalty_tolerances(rtol, atol, (batch, self.dim + 1), k)
         kwargs = dict(rtol=rtol, atol=atol, method=self.method)
         if stats is None:
             stats = {}

@@ -23,26 +23,15 @@ References
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from odeflow.autodiff import ops
 from odeflow.autodiff.tensor import Tensor
-from odeflow.errors import InputError, InputTypeError
+from odeflow.errors import InputError
 from odeflow.nn import MLP, Module, Parameter, init
-from odeflow.nn.layers import _activation, layer_sizes
+from odeflow.nn.layers import _activation, layer_sizes, positive_int
 
 __all__ = ["ConcatSquashLinear", "ConcatSquashMLP", "HyperPlanarDynamics", "positive_int"]
-
-
-def positive_int(value, name: str) -> int:
-    """`value` as an int >= 1; raises naming `name` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputTypeError(f"`{name}` must be an int; got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise InputError(f"`{name}` must be >= 1; got {value}")
-    return int(value)
 
 
 class ConcatSquashLinear(Module):

@@ -163,14 +163,17 @@ def layer_sizes(sizes, name="sizes"):
     if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
         raise InputTypeError(f"`{name}` must be a sequence of layer widths, e.g. (2, 64, 2); got "
                              f"{type(sizes).__name__} {sizes!r}")
-    out = []
-    for i, s in enumerate(sizes):
-        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
-            raise InputTypeError(f"`{name}[{i}]` must be an int; got {type(s).__name__} {s!r}")
-        if s < 1:
-            raise InputError(f"`{name}[{i}]` must be >= 1; got {s}")
-        out.append(int(s))
-    return out
+    return [positive_int(s, f"{name}[{i}]") for i, s in enumerate(sizes)]
+
+
+def positive_int(value, name: str) -> int:
+    """`value` as an int >= 1; InputTypeError (not an int; bools refused) or InputError (< 1)
+    naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputTypeError(f"`{name}` must be an int; got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise InputError(f"`{name}` must be >= 1; got {value}")
+    return int(value)
 
 
 class MLP(Sequential):
